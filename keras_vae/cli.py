@@ -1,0 +1,27 @@
+"""What the command-line scripts share: parse options, run one library function, report user errors."""
+
+import importlib
+import os
+import sys
+
+from keras_vae.errors import UserError
+
+
+def main(config_class, command, argv=None):
+    """Parses `argv` into `config_class`, then calls `command` ("module.function") with the config.
+
+    Options are parsed before TensorFlow is imported, so `--help` and bad options answer at once.
+
+    Returns:
+        The process exit status: 0, or the `exit_status` of a `UserError` after printing its message.
+    """
+    config = config_class.from_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    module_name, function_name = command.rsplit(".", 1)
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+        function(config)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_status
+    return 0

@@ -1,0 +1,144 @@
+"""Run configuration: one dataclass per command, built from the command line or from JSON.
+
+Every default lives here. A config rejects unknown keys, values of the wrong type and values out of
+range with a `UserError`, so a typo never silently falls back to a default.
+"""
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+
+from keras_vae.errors import UserError
+
+
+def _option(default, help, choices=None, minimum=None):
+    """A dataclass field with the metadata the argument parser and the validator read."""
+    metadata = {"help": help, "choices": choices, "minimum": minimum}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _value_type(field):
+    """The plain type of a field (`str` for `str | None`)."""
+    if isinstance(field.type, types.UnionType):
+        return next(t for t in typing.get_args(field.type) if t is not type(None))
+    return field.type
+
+
+class _Config:
+    """Validation, parsing and JSON shared by the command configs."""
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            flag = "--" + field.name.replace("_", "-")
+            kind = _value_type(field)
+            if value is None and isinstance(field.type, types.UnionType):
+                continue
+            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                object.__setattr__(self, field.name, value)
+                ok = True
+            if not ok:
+                raise UserError(f"{flag} must be of type {kind.__name__}, got {value!r}.")
+            choices = field.metadata.get("choices")
+            if choices and value not in choices:
+                raise UserError(f"{flag} must be one of {', '.join(choices)}; got {value!r}.")
+            minimum = field.metadata.get("minimum")
+            if minimum is not None and value < minimum:
+                raise UserError(f"{flag} must be at least {minimum}; got {value!r}.")
+        self.validate()
+
+    def validate(self):
+        """Checks that involve more than one field; subclasses override."""
+
+    @classmethod
+    def from_dict(cls, values):
+        """Builds a config from a mapping, rejecting keys that are not options."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise UserError(
+                f"Unknown option(s) {', '.join(unknown)}; known options: {', '.join(sorted(names))}."
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_args(cls, argv=None):
+        """Parses command-line arguments; exits with status 2 and a usage message on bad input."""
+        parser = argparse.ArgumentParser(description=cls.__doc__.splitlines()[0], allow_abbrev=False)
+        for field in dataclasses.fields(cls):
+            flag = "--" + field.name.replace("_", "-")
+            kind = _value_type(field)
+            help_text = f"{field.metadata['help']} (default: {field.default})"
+            if kind is bool:
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                    default=field.default, help=help_text)
+            else:
+                parser.add_argument(flag, type=kind, default=field.default,
+                                    choices=field.metadata.get("choices"), help=help_text)
+        namespace = parser.parse_args(argv)
+        try:
+            return cls(**vars(namespace))
+        except UserError as error:
+            parser.error(str(error))
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def write_json(self, path):
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_Config):
+    """Train a variational autoencoder and export its decoder and encoder as SavedModels."""
+
+    dataset: str = _option("mnist", "TensorFlow Datasets image data set (mnist, fashion_mnist, ...)")
+    data_dir: str | None = _option(
+        None, "read IDX files (train-images-idx3-ubyte[.gz], t10k-...) from this folder instead of TFDS"
+    )
+    train_split: str = _option("train", "training split, TFDS slicing syntax (e.g. 'test[:8000]')")
+    val_split: str = _option("test", "validation split, TFDS slicing syntax (e.g. 'test[8000:]')")
+    arch: str = _option("mlp", "network architecture", choices=("mlp", "conv"))
+    latent_dim: int = _option(20, "size of the latent space", minimum=1)
+    hidden_dim: int = _option(400, "width of the hidden dense layer", minimum=1)
+    likelihood: str = _option(
+        "bernoulli", "reconstruction likelihood", choices=("bernoulli", "gaussian")
+    )
+    beta: float = _option(1.0, "weight of the KL term (beta-VAE)", minimum=0.0)
+    epochs: int = _option(10, "number of training epochs", minimum=1)
+    batch_size: int = _option(128, "global batch size, split over all replicas", minimum=1)
+    optimizer: str = _option("adam", "optimizer", choices=("adam", "sgd"))
+    learning_rate: float = _option(1e-3, "learning rate")
+    seed: int = _option(0, "seed for initialisation, data order and sampling noise", minimum=0)
+    strategy: str = _option(
+        "auto",
+        "tf.distribute strategy; auto = mirrored when more than one GPU is visible, else default",
+        choices=("auto", "default", "mirrored", "multiworker"),
+    )
+    steps_per_execution: int = _option(
+        10, "training steps run per call into TensorFlow (fewer Python round trips)", minimum=1
+    )
+    export_dir: str = _option("saved_models", "export root: <export-dir>/{decoder,encoder}/<version>/")
+    run_dir: str = _option("runs/default", "folder for config.json, metrics.json and sample grids")
+    sample_every: int = _option(5, "write a sample grid every N epochs (0: never)", minimum=0)
+    progress: bool = _option(True, "show a progress bar")
+
+    def validate(self):
+        if not self.learning_rate > 0:
+            raise UserError(f"--learning-rate must be positive; got {self.learning_rate}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleConfig(_Config):
+    """Draw images from an exported decoder SavedModel and write them as a PNG grid."""
+
+    model_dir: str = _option("saved_models/decoder", "folder holding numbered decoder versions")
+    version: int | None = _option(None, "decoder version to load (default: the latest)", minimum=1)
+    n: int = _option(64, "number of images", minimum=1)
+    seed: int = _option(0, "seed for the latent draws", minimum=0)
+    out: str = _option("samples.png", "PNG file to write")

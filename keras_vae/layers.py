@@ -1,0 +1,50 @@
+"""The reparameterisation layer."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class Sampling(keras.layers.Layer):
+    """Draws z = mean + exp(0.5 * log_var) * eps with eps ~ N(0, I).
+
+    The layer owns its random state (a `keras.random.SeedGenerator`), so a seeded model draws the same
+    noise on every run. It always samples, in training and in inference: it is a reparameterisation,
+    not a regulariser.
+
+    Under `tf.distribute` every replica holds an identical copy of the seed state, so a naive draw
+    gives every replica the *same* noise. Instead each replica draws the noise for the whole global
+    batch and keeps its own slice: replicas get independent noise, and N replicas see exactly the
+    noise one replica would see for the same global batch.
+
+    Args:
+        seed: Integer seed of the layer's random state.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        local_batch = ops.shape(mean)[0]
+        replica = tf.distribute.get_replica_context()
+        replicas = replica.num_replicas_in_sync if replica is not None else 1
+        if replicas == 1:
+            eps = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
+        else:
+            # Exact when the global batch splits evenly (training batches always do); an uneven final
+            # evaluation batch still gets valid, independent noise.
+            shape = (local_batch * replicas, ops.shape(mean)[1])
+            eps = keras.random.normal(shape, dtype=mean.dtype, seed=self.seed_generator)
+            start = replica.replica_id_in_sync_group * local_batch
+            eps = eps[start : start + local_batch]
+        return mean + ops.exp(0.5 * log_var) * eps
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}

@@ -1,0 +1,174 @@
+"""Encoders, decoders and the VAE model."""
+
+import keras
+import tensorflow as tf
+from keras import layers, ops
+
+from keras_vae.errors import UserError
+from keras_vae.layers import Sampling
+from keras_vae.losses import RECONSTRUCTION_LOSSES, kl_divergence
+
+CONV_FILTERS = (32, 64)
+
+
+def check_image_shape(arch, image_shape):
+    """Raises a `UserError` when `arch` cannot take images of `image_shape` (height, width, channels)."""
+    if len(image_shape) != 3:
+        raise UserError(f"Images must have shape (height, width, channels); got {tuple(image_shape)}.")
+    height, width, _ = image_shape
+    stride = 2 ** len(CONV_FILTERS)
+    if arch == "conv" and (height % stride or width % stride):
+        raise UserError(
+            f"--arch conv halves the image size {len(CONV_FILTERS)} times, so height and width must "
+            f"be multiples of {stride}; got {height}x{width}. Use --arch mlp, which takes any size."
+        )
+
+
+def build_encoder(arch, image_shape, latent_dim, hidden_dim):
+    """Returns a functional model mapping images to (mean, log_var) of q(z | x)."""
+    check_image_shape(arch, image_shape)
+    images = keras.Input(shape=tuple(image_shape), name="images")
+    x = images
+    if arch == "conv":
+        for filters in CONV_FILTERS:
+            x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(hidden_dim, activation="relu")(x)
+    mean = layers.Dense(latent_dim, name="mean")(x)
+    log_var = layers.Dense(latent_dim, name="log_var")(x)
+    return keras.Model(images, [mean, log_var], name="encoder")
+
+
+def build_decoder(arch, image_shape, latent_dim, hidden_dim):
+    """Returns a functional model mapping latents to per-pixel logits of shape `image_shape`."""
+    check_image_shape(arch, image_shape)
+    height, width, channels = image_shape
+    z = keras.Input(shape=(latent_dim,), name="z")
+    x = layers.Dense(hidden_dim, activation="relu")(z)
+    if arch == "conv":
+        stride = 2 ** len(CONV_FILTERS)
+        coarse = (height // stride, width // stride, CONV_FILTERS[-1])
+        x = layers.Dense(coarse[0] * coarse[1] * coarse[2], activation="relu")(x)
+        x = layers.Reshape(coarse)(x)
+        for filters in reversed(CONV_FILTERS):
+            x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(x)
+        logits = layers.Conv2D(channels, 3, padding="same", name="logits")(x)
+    else:
+        x = layers.Dense(height * width * channels, name="logits")(x)
+        logits = layers.Reshape((height, width, channels))(x)
+    return keras.Model(z, logits, name="decoder")
+
+
+def _global_mean(per_example):
+    """Sum over this replica's examples divided by the number of examples in the *global* batch.
+
+    Optimizers sum gradients across replicas, so dividing by the local batch size (a plain
+    `reduce_mean`) would make gradients N times too large with N replicas.
+    """
+    count = ops.cast(ops.shape(per_example)[0], "float32")
+    replica = tf.distribute.get_replica_context()
+    if replica is not None and replica.num_replicas_in_sync > 1:
+        count = replica.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return ops.sum(per_example) / count
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class VAE(keras.Model):
+    """A variational autoencoder: loss per image = reconstruction + beta * KL(q(z|x) || N(0, I)).
+
+    Works with `Model.fit` and with the distribution-aware loop in `keras_vae.training`, which calls
+    `train_step` and `test_step` through `strategy.run`.
+
+    Args:
+        encoder: Model mapping images to `[mean, log_var]`.
+        decoder: Model mapping latents to per-pixel logits.
+        likelihood: "bernoulli" or "gaussian" (see `keras_vae.losses`).
+        beta: Weight of the KL term.
+        seed: Seed of the sampling layer's random state.
+    """
+
+    def __init__(self, encoder, decoder, likelihood="bernoulli", beta=1.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if likelihood not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"likelihood must be one of {sorted(RECONSTRUCTION_LOSSES)}.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.beta = beta
+        self.seed = seed
+        self.sampling = Sampling(seed=seed, name="sampling")
+        self._reconstruction = RECONSTRUCTION_LOSSES[likelihood]
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+
+    def call(self, images, training=False):
+        """Returns the logits of a reconstruction through one posterior sample."""
+        mean, log_var = self.encoder(images, training=training)
+        return self.decoder(self.sampling([mean, log_var]), training=training)
+
+    def per_example_losses(self, images, training=False):
+        """Returns (loss, reconstruction, kl), each of shape [batch], in float32 nats."""
+        mean, log_var = self.encoder(images, training=training)
+        logits = self.decoder(self.sampling([mean, log_var]), training=training)
+        reconstruction = self._reconstruction(images, logits)
+        kl = kl_divergence(mean, log_var)
+        return reconstruction + self.beta * kl, reconstruction, kl
+
+    def _update_metrics(self, loss, reconstruction, kl):
+        # Mean over per-example values: the metric variables sum across replicas when read, so the
+        # result is the exact mean over every example seen, however the batches were split.
+        self.loss_tracker.update_state(loss)
+        self.reconstruction_tracker.update_state(reconstruction)
+        self.kl_tracker.update_state(kl)
+        return {m.name: m.result() for m in self.metrics}
+
+    @staticmethod
+    def _images(data):
+        return data[0] if isinstance(data, (tuple, list)) else data
+
+    def train_step(self, data):
+        images = self._images(data)
+        with tf.GradientTape() as tape:
+            loss, reconstruction, kl = self.per_example_losses(images, training=True)
+            objective = _global_mean(loss)
+        gradients = tape.gradient(objective, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
+        return self._update_metrics(loss, reconstruction, kl)
+
+    def test_step(self, data):
+        return self._update_metrics(*self.per_example_losses(self._images(data)))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "likelihood": self.likelihood,
+            "beta": self.beta,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in ("encoder", "decoder"):
+            config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
+
+
+def build_vae(arch, image_shape, latent_dim=20, hidden_dim=400, likelihood="bernoulli", beta=1.0,
+              seed=None):
+    """Builds a VAE for images of `image_shape`; see `build_encoder` and `build_decoder`."""
+    return VAE(
+        build_encoder(arch, image_shape, latent_dim, hidden_dim),
+        build_decoder(arch, image_shape, latent_dim, hidden_dim),
+        likelihood=likelihood,
+        beta=beta,
+        seed=seed,
+        name="vae",
+    )

@@ -1,0 +1,60 @@
+"""Shared test set-up: two logical CPU devices (for MirroredStrategy), small synthetic data."""
+
+import gzip
+import os
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+# Must happen before TensorFlow initialises its devices, hence at import time.
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def synthetic_images(count, height=28, width=28, seed=0):
+    """Uint8 images [count, height, width, 1]: blurred random blobs, so a VAE has something to learn."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    centres = rng.uniform(0.25, 0.75, size=(count, 2)) * (height, width)
+    radius = rng.uniform(2.0, height / 4, size=(count, 1, 1))
+    distance = np.hypot(yy - centres[:, 0, None, None], xx - centres[:, 1, None, None])
+    images = np.clip(1.5 - distance / radius, 0.0, 1.0)
+    return (images[..., None] * 255).astype(np.uint8)
+
+
+def write_idx(path, array, magic):
+    """Writes an IDX file of unsigned bytes (gzip-compressed when the name ends in .gz)."""
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as stream:
+        stream.write(header + np.ascontiguousarray(array, np.uint8).tobytes())
+
+
+@pytest.fixture
+def idx_dir(tmp_path):
+    """A folder with small MNIST-style IDX files: 256 training and 64 test images, with labels."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for prefix, count, seed in (("train", 256, 1), ("t10k", 64, 2)):
+        images = synthetic_images(count, seed=seed)[..., 0]
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10, 2049)
+    return folder
+
+
+def run_script(script, *args, cwd, env=None, timeout=300):
+    """Runs one of the repository's scripts in a fresh Python process."""
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )

@@ -1,0 +1,113 @@
+import gzip
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import write_idx
+from keras_vae import data
+from keras_vae.errors import UserError
+
+
+def test_split_slices_match_tfds_semantics(idx_dir):
+    images, labels = data.load_split("test", data_dir=idx_dir)
+    assert images.shape == (64, 28, 28, 1) and images.dtype == np.uint8
+    head, head_labels = data.load_split("test[:48]", data_dir=idx_dir)
+    tail, _ = data.load_split("test[48:]", data_dir=idx_dir)
+    np.testing.assert_array_equal(np.concatenate([head, tail]), images)
+    np.testing.assert_array_equal(head_labels, labels[:48])
+    quarter, _ = data.load_split("test[-25%:]", data_dir=idx_dir)
+    np.testing.assert_array_equal(quarter, images[48:])
+    both, _ = data.load_split("train[:10]+test[:5]", data_dir=idx_dir)
+    assert len(both) == 15
+
+
+@pytest.mark.parametrize("expression", ["test[:8000", "test[a:b]", "test[[1:2]]", ""])
+def test_unparsable_split(expression, idx_dir):
+    with pytest.raises(UserError, match="TFDS slicing syntax"):
+        data.load_split(expression, data_dir=idx_dir)
+
+
+def test_empty_split(idx_dir):
+    with pytest.raises(UserError, match="empty"):
+        data.load_split("test[64:]", data_dir=idx_dir)
+
+
+def test_missing_file_is_named(idx_dir):
+    (idx_dir / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(UserError, match="t10k-images-idx3-ubyte"):
+        data.load_split("test", data_dir=idx_dir)
+
+
+def test_truncated_gzip_is_named(idx_dir):
+    path = idx_dir / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(UserError, match="t10k-images-idx3-ubyte.gz"):
+        data.load_split("test", data_dir=idx_dir)
+
+
+def test_size_that_does_not_match_header(idx_dir):
+    path = idx_dir / "t10k-images-idx3-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:-100]))
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        data.load_split("test", data_dir=idx_dir)
+
+
+def test_wrong_magic_number(idx_dir):
+    write_idx(idx_dir / "t10k-images-idx3-ubyte.gz", np.zeros(10, np.uint8), 2049)
+    with pytest.raises(UserError, match="magic number"):
+        data.load_split("test", data_dir=idx_dir)
+
+
+def test_labels_of_another_length(idx_dir):
+    write_idx(idx_dir / "t10k-labels-idx1-ubyte.gz", np.zeros(10, np.uint8), 2049)
+    with pytest.raises(UserError, match="10 labels but"):
+        data.load_split("test", data_dir=idx_dir)
+
+
+def test_uncompressed_files_and_missing_labels(tmp_path):
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.full((3, 4, 5), 255, np.uint8), 2051)
+    images, labels = data.load_split("train", data_dir=tmp_path)
+    assert images.shape == (3, 4, 5, 1) and labels is None
+
+
+def test_unreachable_download_fails_fast():
+    class Builder:
+        name = "mnist"
+        url_infos = {"https://unreachable.invalid/mnist.gz": None}
+
+    start = time.monotonic()
+    with pytest.raises(UserError, match="--data-dir"):
+        data._check_downloadable(Builder())
+    assert time.monotonic() - start < 2 * data.DOWNLOAD_PROBE_SECONDS + 1
+
+
+def _epochs(dataset, steps, epochs):
+    batches = list(dataset.take(steps * epochs).as_numpy_iterator())
+    return [np.concatenate(batches[e * steps:(e + 1) * steps]) for e in range(epochs)]
+
+
+def test_training_order_is_a_function_of_seed_and_epoch():
+    images = np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1)
+    epochs = _epochs(data.training_dataset(images, 6, seed=3), steps=3, epochs=3)
+    for epoch in epochs:
+        values = np.round(epoch.ravel() * 255).astype(int)
+        assert len(set(values)) == 18  # no image twice within an epoch; two left over
+        assert epoch.min() >= 0 and epoch.max() <= 20 / 255
+    assert not np.array_equal(epochs[0], epochs[1])
+    again = _epochs(data.training_dataset(images, 6, seed=3), steps=3, epochs=3)
+    np.testing.assert_array_equal(np.stack(epochs), np.stack(again))
+    resumed = _epochs(data.training_dataset(images, 6, seed=3, first_epoch=2), steps=3, epochs=1)
+    np.testing.assert_array_equal(resumed[0], epochs[2])
+    other = _epochs(data.training_dataset(images, 6, seed=4), steps=3, epochs=1)
+    assert not np.array_equal(other[0], epochs[0])
+
+
+def test_evaluation_dataset_keeps_every_image_in_order():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    batches = list(data.evaluation_dataset(images, 4).as_numpy_iterator())
+    assert [len(b) for b in batches] == [4, 4, 2]
+    np.testing.assert_allclose(np.concatenate(batches).ravel(), np.arange(10) / 255, rtol=1e-6)
+    assert tf.float32 == tf.as_dtype(batches[0].dtype)
