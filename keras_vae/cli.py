@@ -3,6 +3,7 @@
 import importlib
 import os
 import sys
+import warnings
 
 from keras_vae.errors import UserError
 
@@ -17,6 +18,8 @@ def main(config_class, command, argv=None):
     """
     config = config_class.from_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # tf.distribute reads dataset options in graph mode, which makes tf.data warn about an API change.
+    warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options")
     module_name, function_name = command.rsplit(".", 1)
     try:
         function = getattr(importlib.import_module(module_name), function_name)

@@ -20,23 +20,40 @@ VALIDATION_TOLERANCE = 1e-5
 
 
 class _Export(tf.Module):
-    """A plain `tf.Module` that holds a Keras model's variables and one serving function."""
+    """A plain `tf.Module` that holds a Keras model's variables and its serving functions.
 
-    def __init__(self, model, input_spec, serve):
+    `serve` becomes the `serving_default` signature; `extra` maps further signature names to functions
+    taking the same input.
+    """
+
+    def __init__(self, model, input_spec, serve, extra=None):
         super().__init__()
         # Track the raw tf.Variables, not the Keras objects: the SavedModel then needs only TensorFlow.
         self.model_variables = [v.value for v in model.variables]
         self.serve = tf.function(serve, input_signature=[input_spec])
+        self.extra = {name: tf.function(fn, input_signature=[input_spec])
+                      for name, fn in (extra or {}).items()}
+
+    def signatures(self):
+        return {"serving_default": self.serve, **self.extra}
 
 
 def decoder_export(decoder):
-    """Wraps a decoder: serving_default(z [batch, latent] float32) -> {images: [batch, H, W, C] in [0, 1]}."""
+    """Wraps a decoder.
+
+    Signatures: serving_default(z [batch, latent] float32) -> {images: [batch, H, W, C] in [0, 1]};
+    logits(z) -> {logits: [batch, H, W, C]}, for exact log-likelihoods (see keras_vae.losses).
+    """
     latent_dim = decoder.input_shape[-1]
 
-    def serve(z):
-        return {"images": tf.sigmoid(tf.cast(decoder(z, training=False), tf.float32))}
+    def logits(z):
+        return {"logits": tf.cast(decoder(z, training=False), tf.float32)}
 
-    return _Export(decoder, tf.TensorSpec([None, latent_dim], tf.float32, name="z"), serve)
+    def serve(z):
+        return {"images": tf.sigmoid(logits(z)["logits"])}
+
+    spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
+    return _Export(decoder, spec, serve, extra={"logits": logits})
 
 
 def encoder_export(encoder):
@@ -112,7 +129,7 @@ def publish(export_root, encoder, decoder, files=None, seed=0):
             temporary = root / name / f".tmp-{version}-{os.getpid()}"
             staged.append((temporary, root / name / str(version)))
             temporary.parent.mkdir(parents=True, exist_ok=True)
-            tf.saved_model.save(module, str(temporary), signatures={"serving_default": module.serve})
+            tf.saved_model.save(module, str(temporary), signatures=module.signatures())
             for file_name, text in (files or {}).items():
                 (temporary / file_name).write_text(text)
             _validate(temporary, module, tf.constant(example, tf.float32))

@@ -67,6 +67,8 @@ def test_saved_model_cli_shows_the_signatures(vae, tmp_path):
     assert "inputs['z']" in decoder and "shape: (-1, 6)" in decoder
     assert "outputs['images']" in decoder and "shape: (-1, 28, 28, 1)" in decoder
     assert decoder.count("DT_FLOAT") == 2
+    logits = shown["decoder"].split("signature_def['logits']")[1].split("signature_def[")[0]
+    assert "inputs['z']" in logits and "outputs['logits']" in logits
     encoder = shown["encoder"].split("signature_def['serving_default']")[1]
     assert "inputs['images']" in encoder and "shape: (-1, 28, 28, 1)" in encoder
     assert "outputs['mean']" in encoder and "outputs['log_var']" in encoder
