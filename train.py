@@ -6,4 +6,4 @@ from keras_vae.cli import main
 from keras_vae.config import TrainConfig
 
 if __name__ == "__main__":
-    sys.exit(main(TrainConfig, "keras_vae.training.run"))
+    sys.exit(main(TrainConfig, "keras_vae.run.train"))

@@ -126,11 +126,30 @@ class TrainConfig(_Config):
     export_dir: str = _option("saved_models", "export root: <export-dir>/{decoder,encoder}/<version>/")
     run_dir: str = _option("runs/default", "folder for config.json, metrics.json and sample grids")
     sample_every: int = _option(5, "write a sample grid every N epochs (0: never)", minimum=0)
+    backup_every_steps: int = _option(
+        0, "back up the run every N steps as well as after every epoch (0: after epochs only)", minimum=0
+    )
+    restart: bool = _option(False, "discard the run's backups and start over instead of resuming")
+    check_numerics: bool = _option(False, "find the op that produces a NaN or Inf (slow)")
     progress: bool = _option(True, "show a progress bar")
+
+    # Options that may change between a run and its resumption; any other change means another run.
+    RESUMABLE = frozenset({"epochs", "progress", "sample_every", "backup_every_steps", "export_dir",
+                           "steps_per_execution", "check_numerics", "restart", "strategy"})
 
     def validate(self):
         if not self.learning_rate > 0:
             raise UserError(f"--learning-rate must be positive; got {self.learning_rate}.")
+
+    def check_resumable_from(self, saved):
+        """Raises a `UserError` if the run saved with options `saved` (a dict) is another run."""
+        changed = sorted(k for k, v in saved.items() if k not in self.RESUMABLE and getattr(self, k, v) != v)
+        if changed:
+            shown = ", ".join(f"--{k.replace('_', '-')} {saved[k]} -> {getattr(self, k)}" for k in changed)
+            raise UserError(
+                f"{self.run_dir} holds a run with other options ({shown}). Resume it with its own "
+                "options, start it over with --restart, or choose another --run-dir."
+            )
 
 
 @dataclasses.dataclass(frozen=True)

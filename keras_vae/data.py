@@ -175,6 +175,20 @@ def load_split(expression, dataset="mnist", data_dir=None):
     return images, labels
 
 
+def steps_per_epoch(count, batch_size):
+    """The number of full batches in an epoch of `count` images.
+
+    Raises:
+        UserError: if there is not even one.
+    """
+    if count < batch_size:
+        raise UserError(
+            f"The training split has {count} images, fewer than one batch of {batch_size}; use a "
+            "smaller --batch-size or a larger split."
+        )
+    return count // batch_size
+
+
 def _to_unit_interval(images):
     return tf.cast(images, tf.float32) / 255.0
 

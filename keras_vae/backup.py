@@ -1,0 +1,99 @@
+"""Backups of a training run, so that a killed run resumes exactly where its last backup left it.
+
+A backup holds everything the next step depends on: the weights, the optimizer state, the sampling
+layer's random state, the running sums of the current epoch's metrics, the position (epoch, step)
+and the history of finished epochs. Together with a data order that is a function of (seed, epoch),
+a resumed run neither replays nor skips a batch and ends with the weights of an uninterrupted run.
+
+Backups are TensorFlow checkpoints: a new one is complete on disk before the `checkpoint` index file
+is atomically switched to it, and the previous one is kept, so a kill during a save leaves the
+previous backup loadable.
+"""
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+from keras_vae.errors import UserError
+
+KEEP = 2
+
+
+class RunBackup:
+    """Saves and restores the state of a `VAE` training run.
+
+    Every worker must call `save` (saving reads variables that are summed across workers); only the
+    chief's backups are kept in `directory`, other workers write to a private temporary folder that
+    is removed by `close`. Every worker restores from `directory`, which under multi-worker training
+    must therefore be on a file system all workers share.
+
+    Args:
+        directory: The folder for the chief's backups.
+        model: A compiled `VAE` whose optimizer is built.
+        chief: Whether this process is the chief.
+    """
+
+    def __init__(self, directory, model, chief=True):
+        self.directory = Path(directory)
+        self.chief = chief
+        self.position = tf.Variable([0, 0], dtype=tf.int64, trainable=False)  # epoch, step
+        self.history = tf.Variable("[]", dtype=tf.string, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(
+            model=[v.value for v in model.variables],  # weights and the sampling seed state
+            optimizer=[v.value for v in model.optimizer.variables],
+            metrics=[v.value for metric in model.metrics for v in metric.variables],
+            position=self.position,
+            history=self.history,
+        )
+        write_to = self.directory if chief else Path(tempfile.mkdtemp(prefix="keras_vae-worker-"))
+        self._manager = tf.train.CheckpointManager(self.checkpoint, str(write_to), max_to_keep=KEEP)
+
+    def save(self, epoch, step, history):
+        """Records that `epoch` (0-based) has run `step` steps, with `history` of finished epochs."""
+        self.position.assign([epoch, step])
+        self.history.assign(json.dumps(history))
+        self._manager.save()
+
+    def newest(self):
+        """Paths of the chief's backups, newest first.
+
+        Found by file name rather than through the `checkpoint` index file, so that a damaged
+        index cannot hide the backups.
+        """
+        numbers = [int(p.name[len("ckpt-"):-len(".index")]) for p in self.directory.glob("ckpt-*.index")
+                   if p.name[len("ckpt-"):-len(".index")].isdigit()]
+        return [str(self.directory / f"ckpt-{n}") for n in sorted(numbers, reverse=True)]
+
+    def restore(self):
+        """Restores the newest readable backup.
+
+        Returns:
+            (epoch, step, history), or None when there is no backup.
+
+        Raises:
+            UserError: if there are backups but none of them can be read.
+        """
+        paths = self.newest()
+        for path in paths:
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except Exception as error:  # noqa: BLE001 - TF's reader raises many types for damaged files
+                print(f"warning: backup {path} is unreadable ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0]}); trying an older one.", flush=True)
+                continue
+            epoch, step = (int(x) for x in self.position.numpy())
+            return epoch, step, json.loads(self.history.numpy().decode())
+        if paths:
+            raise UserError(
+                f"No backup in {self.directory} can be read ({len(paths)} found, all damaged). "
+                "Start over with --restart, or restore the folder from a copy."
+            )
+        return None
+
+    def close(self):
+        """Removes a non-chief worker's private folder."""
+        if not self.chief:
+            shutil.rmtree(self._manager.directory, ignore_errors=True)

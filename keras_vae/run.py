@@ -1,0 +1,132 @@
+"""A whole training run as `train.py` performs it: data, strategy, model, backups, training, export."""
+
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vae import data, distribute, export, plots
+from keras_vae.backup import RunBackup
+from keras_vae.errors import UserError
+from keras_vae.models import build_vae, check_image_shape
+from keras_vae.training import Trainer, TrainingDiverged, make_optimizer
+
+SAMPLE_GRID_SIZE = 64
+
+
+class WorkerLost(UserError):
+    """Another worker of a multi-worker run stopped (preempted, crashed, unreachable)."""
+
+    exit_status = 1
+
+
+def _load_images(config):
+    train_images, _ = data.load_split(config.train_split, config.dataset, config.data_dir)
+    val_images, _ = data.load_split(config.val_split, config.dataset, config.data_dir)
+    if val_images.shape[1:] != train_images.shape[1:]:
+        raise UserError(f"Training images are {train_images.shape[1:]} but validation images are "
+                        f"{val_images.shape[1:]}; use splits of one data set.")
+    check_image_shape(config.arch, train_images.shape[1:])
+    data.steps_per_epoch(len(train_images), config.batch_size)
+    return train_images, val_images
+
+
+def _check_run_dir(config, run_dir):
+    """Refuses to resume a run that was started with other options (unless --restart)."""
+    saved = run_dir / "config.json"
+    if config.restart or not saved.exists() or not any((run_dir / "backup").glob("ckpt-*.index")):
+        return
+    try:
+        config.check_resumable_from(json.loads(saved.read_text()))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{saved} is damaged ({error}); start over with --restart.")
+
+
+def _sample_writer(config, model, run_dir):
+    """Returns an on_epoch_end callback that writes a sample grid every `sample_every` epochs."""
+    z = np.random.default_rng(config.seed).standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
+    z = tf.constant(z, tf.float32)
+
+    def write_samples(epoch, record):
+        if config.sample_every and ((epoch + 1) % config.sample_every == 0 or epoch + 1 == config.epochs):
+            images = tf.sigmoid(model.decoder(z, training=False)).numpy()
+            plots.save_image_grid(images, run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
+
+    return write_samples
+
+
+def train(config):
+    """Trains (or resumes) a VAE as `config` says, exports it, and returns a summary dict.
+
+    Writes `config.json`, `metrics.json`, backups and sample grids to `config.run_dir`, and the decoder
+    and encoder to `config.export_dir`; under multi-worker training only the chief writes them.
+    Everything that can be wrong with the options or the data is checked before anything is written.
+    """
+    if config.check_numerics:
+        tf.debugging.enable_check_numerics()
+    keras.utils.set_random_seed(config.seed)
+    strategy = distribute.make_strategy(config.strategy)
+    distribute.check_global_batch(config.batch_size, strategy)
+    train_images, val_images = _load_images(config)
+    run_dir = Path(config.run_dir)
+    _check_run_dir(config, run_dir)
+    chief = distribute.is_chief(strategy)
+    with strategy.scope():
+        model = build_vae(config.arch, train_images.shape[1:], config.latent_dim, config.hidden_dim,
+                          config.likelihood, config.beta, config.seed)
+        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
+        model.optimizer.build(model.trainable_variables)
+
+    exported = run_dir / "export.json"
+    if chief:
+        if config.restart:
+            shutil.rmtree(run_dir / "backup", ignore_errors=True)
+            exported.unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.write_json(run_dir / "config.json")
+        print(f"Training {config.arch} VAE on {len(train_images)} images of shape {train_images.shape[1:]}, "
+              f"validating on {len(val_images)}, {strategy.num_replicas_in_sync} replica(s).")
+    backup = RunBackup(run_dir / "backup", model, chief)
+    trainer = Trainer(model, strategy, config.steps_per_execution, config.progress, backup,
+                      config.backup_every_steps)
+    try:
+        history = trainer.fit(train_images, val_images, config.epochs, config.batch_size, config.seed,
+                              on_epoch_end=_sample_writer(config, model, run_dir) if chief else None,
+                              resume=not config.restart)
+    except tf.errors.InvalidArgumentError as error:
+        if not config.check_numerics:
+            raise
+        raise TrainingDiverged(f"--check-numerics found the first NaN or Inf:\n{error.message[:2000]}")
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+        raise WorkerLost(
+            f"Lost contact with another worker ({error.message.strip().splitlines()[0][:300]}). "
+            f"Restart every worker with the same command to resume from the last backup in "
+            f"{run_dir / 'backup'}."
+        )
+    finally:
+        backup.close()
+    # The optimizer's step count proves that a resumed run neither replayed nor skipped a batch.
+    summary = {"final": history[-1], "history": history, "steps": int(model.optimizer.iterations.numpy()),
+               "version": None}
+    if not chief:
+        return summary
+    done = json.loads(exported.read_text()) if exported.exists() else {}
+    if done.get("epochs") == len(history):
+        summary["version"] = done["version"]
+        print(f"This run is already finished and exported as version {done['version']}; "
+              "use --restart to train again, or a larger --epochs to train on.")
+        return summary
+    metrics_text = json.dumps(summary, indent=2) + "\n"
+    (run_dir / "metrics.json").write_text(metrics_text)
+    files = {"config.json": json.dumps(config.to_dict(), indent=2) + "\n", "metrics.json": metrics_text}
+    summary["version"] = export.publish(config.export_dir, model.encoder, model.decoder, files,
+                                        seed=config.seed)
+    exported.write_text(json.dumps({"version": summary["version"], "epochs": len(history)}) + "\n")
+    final = history[-1]
+    print(f"Exported version {summary['version']} to {config.export_dir}/{{decoder,encoder}}/; "
+          f"final val_loss {final['val_loss']:.2f} nats/image "
+          f"(reconstruction {final['val_reconstruction_loss']:.2f}, KL {final['val_kl_loss']:.2f}).")
+    return summary

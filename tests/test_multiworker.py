@@ -1,0 +1,85 @@
+"""MultiWorkerMirroredStrategy with two worker processes on loopback, as on two machines."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from test_resume import _assert_same_run, _backup_numbers
+
+from conftest import REPO, run_script
+
+ARGS = ["--batch-size", "32", "--latent-dim", "3", "--hidden-dim", "16", "--train-split", "train",
+        "--val-split", "test[:40]", "--steps-per-execution", "1", "--sample-every", "0", "--no-progress"]
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_workers(args, cwd, ports):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index in range(len(ports)):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        log = open(cwd / f"worker{index}.log", "a")  # noqa: SIM115 - closed with the process
+        processes.append(subprocess.Popen(
+            [sys.executable, str(REPO / "train.py"), "--strategy", "multiworker", *args], cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(REPO), "TF_CONFIG": tf_config},
+            stdout=log, stderr=subprocess.STDOUT,
+        ))
+    return processes
+
+
+def _wait(processes, timeout=180):
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.wait(timeout=max(1, deadline - time.monotonic()))
+    return [p.returncode for p in processes]
+
+
+def test_two_workers_match_one_process_and_only_the_chief_writes(idx_dir, tmp_path):
+    args = [*ARGS, "--epochs", "2", "--data-dir", str(idx_dir)]
+    single = run_script("train.py", *args, "--run-dir", "one", "--export-dir", "one_sm", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    workers = _start_workers([*args, "--run-dir", "two", "--export-dir", "two_sm"], tmp_path, _free_ports(2))
+    assert _wait(workers) == [0, 0], (tmp_path / "worker0.log").read_text()[-3000:]
+    assert "2 replica(s)" in (tmp_path / "worker0.log").read_text()
+    assert "Exported" not in (tmp_path / "worker1.log").read_text()
+    assert sorted(p.name for p in (tmp_path / "two_sm/decoder").iterdir()) == ["1"]
+    # Two workers with half a batch each take exactly the steps of one process with the whole batch.
+    _assert_same_run(tmp_path / "one", tmp_path / "one_sm", tmp_path / "two", tmp_path / "two_sm",
+                     epochs=2)
+
+
+def test_a_lost_worker_and_a_restart_resume_from_the_backup(idx_dir, tmp_path):
+    args = [*ARGS, "--epochs", "3", "--backup-every-steps", "2", "--data-dir", str(idx_dir)]
+    single = run_script("train.py", *args, "--run-dir", "one", "--export-dir", "one_sm", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ports = _free_ports(2)
+    command = [*args, "--run-dir", "two", "--export-dir", "two_sm"]
+    workers = _start_workers(command, tmp_path, ports)
+    deadline = time.monotonic() + 120
+    while max(_backup_numbers(tmp_path / "two/backup"), default=0) < 5:  # into the second epoch
+        assert workers[0].poll() is None and time.monotonic() < deadline, "training ended before the kill"
+        time.sleep(0.005)
+    workers[1].send_signal(signal.SIGKILL)
+    assert _wait(workers, timeout=90) == [1, -signal.SIGKILL]  # the survivor notices the lost peer
+    survivor = (tmp_path / "worker0.log").read_text()
+    assert "Restart every worker with the same command" in survivor and "Traceback" not in survivor
+    assert not (tmp_path / "two_sm").exists()
+
+    restarted = _start_workers(command, tmp_path, ports)
+    assert _wait(restarted) == [0, 0], (tmp_path / "worker0.log").read_text()[-3000:]
+    assert "Resuming from the backup at epoch 2" in (tmp_path / "worker0.log").read_text()
+    _assert_same_run(tmp_path / "one", tmp_path / "one_sm", tmp_path / "two", tmp_path / "two_sm",
+                     epochs=3)

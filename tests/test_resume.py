@@ -1,0 +1,137 @@
+"""Preemption: a run killed at any point and rerun ends as if it had never been interrupted."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, run_script, synthetic_images
+from keras_vae.backup import RunBackup
+from keras_vae.models import build_vae
+from keras_vae.training import Trainer, TrainingDiverged
+
+ARGS = ["--epochs", "4", "--batch-size", "32", "--latent-dim", "3", "--hidden-dim", "16",
+        "--train-split", "train", "--val-split", "test[:40]", "--backup-every-steps", "2",
+        "--steps-per-execution", "1", "--sample-every", "0", "--no-progress"]
+
+
+def _backup_numbers(folder):
+    return [int(p.name.split("-")[1].split(".")[0]) for p in folder.glob("ckpt-*.index")]
+
+
+def _outputs(export_dir):
+    """What the exported models compute on fixed inputs: equal outputs mean equal weights."""
+    rng = np.random.default_rng(0)
+    decoder = tf.saved_model.load(str(export_dir / "decoder/1")).signatures["serving_default"]
+    encoder = tf.saved_model.load(str(export_dir / "encoder/1")).signatures["serving_default"]
+    images = decoder(z=tf.constant(rng.standard_normal((5, 3)), tf.float32))["images"].numpy()
+    mean = encoder(images=tf.constant(rng.random((5, 28, 28, 1)), tf.float32))["mean"].numpy()
+    return images, mean
+
+
+def _history(run_dir):
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    return summary["steps"], [{k: v for k, v in r.items() if k != "train_seconds"}
+                              for r in summary["history"]]
+
+
+def _assert_same_run(run_a, export_a, run_b, export_b, epochs=4):
+    """Both runs took every step of every epoch once and ended with the same metrics and weights."""
+    steps_a, history_a = _history(run_a)
+    steps_b, history_b = _history(run_b)
+    assert steps_a == steps_b == epochs * (256 // 32)
+    for record_a, record_b in zip(history_a, history_b, strict=True):
+        assert record_b == pytest.approx(record_a, rel=1e-5)
+    for a, b in zip(_outputs(export_a), _outputs(export_b), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_sigkill_then_rerun_matches_an_uninterrupted_run(idx_dir, tmp_path):
+    common = [*ARGS, "--data-dir", str(idx_dir)]
+    plain = run_script("train.py", *common, "--run-dir", "a", "--export-dir", "sa", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+
+    command = [sys.executable, str(REPO / "train.py"), *common, "--run-dir", "b", "--export-dir", "sb"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    # Kill once a few mid-epoch backups exist: the point is arbitrary, as a preemption's would be.
+    while max(_backup_numbers(tmp_path / "b/backup"), default=0) < 4:
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before the kill"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "sb").exists()
+
+    resumed = run_script("train.py", *common, "--run-dir", "b", "--export-dir", "sb", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from the backup" in resumed.stdout
+    _assert_same_run(tmp_path / "a", tmp_path / "sa", tmp_path / "b", tmp_path / "sb")
+
+    again = run_script("train.py", *common, "--run-dir", "b", "--export-dir", "sb", cwd=tmp_path)
+    assert again.returncode == 0 and "already finished" in again.stdout
+    assert sorted(p.name for p in (tmp_path / "sb/decoder").iterdir()) == ["1"]
+
+
+def test_damaged_backups_fall_back_or_stop(idx_dir, tmp_path):
+    common = [*ARGS, "--data-dir", str(idx_dir), "--epochs", "1"]
+    first = run_script("train.py", *common, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    folder = tmp_path / "runs/default/backup"
+    assert len(_backup_numbers(folder)) == 2
+    newest = folder / f"ckpt-{max(_backup_numbers(folder))}.data-00000-of-00001"
+    newest.write_bytes(newest.read_bytes()[:40])  # as a kill in the middle of writing might leave it
+
+    longer = run_script("train.py", *[*common, "--epochs", "2"], cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "unreadable" in longer.stdout and "Resuming from the backup at epoch 1, step 6" in longer.stdout
+
+    for path in (tmp_path / "runs/default/backup").glob("ckpt-*.data-*"):
+        path.write_bytes(b"garbage")
+    broken = run_script("train.py", *[*common, "--epochs", "3"], cwd=tmp_path)
+    assert broken.returncode == 2 and "--restart" in broken.stderr and "Traceback" not in broken.stderr
+    assert sorted(p.name for p in (tmp_path / "saved_models/decoder").iterdir()) == ["1", "2"]
+
+    restarted = run_script("train.py", *[*common, "--restart"], cwd=tmp_path)
+    assert restarted.returncode == 0 and "Resuming" not in restarted.stdout
+
+
+def test_resuming_with_other_options_is_refused(idx_dir, tmp_path):
+    common = [*ARGS, "--data-dir", str(idx_dir), "--epochs", "1"]
+    assert run_script("train.py", *common, cwd=tmp_path).returncode == 0
+    other = run_script("train.py", *common, "--latent-dim", "5", cwd=tmp_path)
+    assert other.returncode == 2 and "--latent-dim 3 -> 5" in other.stderr
+
+
+def test_divergence_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
+    images = synthetic_images(64, 8, 8)
+    keras.utils.set_random_seed(0)
+    model = build_vae("mlp", (8, 8, 1), latent_dim=2, hidden_dim=8, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    model.optimizer.build(model.trainable_variables)
+    backup = RunBackup(tmp_path / "backup", model)
+    strategy = tf.distribute.get_strategy()
+    trainer = Trainer(model, strategy, steps_per_execution=1, progress=False, backup=backup)
+    trainer.fit(images, images, epochs=1, batch_size=16, seed=0)
+    model.optimizer.learning_rate.assign(1e12)  # a restore would reset it: go on without one
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, at step 2\. .*ckpt-1"):
+        trainer.fit(images, images, epochs=2, batch_size=16, seed=0, resume=False)
+    epoch, step, history = RunBackup(tmp_path / "backup", model).restore()
+    assert (epoch, step, len(history)) == (1, 0, 1)
+    assert all(np.isfinite(w).all() for w in model.get_weights())  # restored from the good backup
+
+
+def test_check_numerics_names_the_op(idx_dir, tmp_path):
+    result = run_script("train.py", *ARGS, "--data-dir", str(idx_dir), "--optimizer", "sgd",
+                        "--learning-rate", "1e12", "--check-numerics", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "--check-numerics found the first NaN or Inf" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "saved_models").exists()
