@@ -1,70 +1,32 @@
-"""Exporting the decoder and encoder as versioned TensorFlow SavedModels.
+"""Publishing the decoder and encoder as versioned TensorFlow SavedModels that TensorFlow Serving loads.
 
 Layout: <export_root>/decoder/<version>/ and <export_root>/encoder/<version>/, each a SavedModel with the
-`serve` tag and a `serving_default` signature, loadable with `tf.saved_model.load` without this package.
-A version is written under a hidden temporary name, checked against the in-memory model, and only then
-renamed to its number, so a numbered folder is always complete (TensorFlow Serving loads any numbered
-folder it sees).
+`serve` tag (signatures in keras_vae.signatures), loadable without this package, with a warm-up file
+`assets.extra/tf_serving_warmup_requests` that TensorFlow Serving replays before serving a version.
+
+TensorFlow Serving loads any all-digit folder it sees, even one still being written. So a version is
+written under a hidden name (`.tmp-<version>-<pid>`, which the server ignores), loaded back and checked
+against the in-memory model there, and only then renamed to its number: a numbered folder is complete
+the moment it appears.
 """
 
+import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from keras_vae.errors import UserError
+from keras_vae.signatures import decoder_module, encoder_module
 
 VALIDATION_TOLERANCE = 1e-5
-
-
-class _Export(tf.Module):
-    """A plain `tf.Module` that holds a Keras model's variables and its serving functions.
-
-    `serve` becomes the `serving_default` signature; `extra` maps further signature names to functions
-    taking the same input.
-    """
-
-    def __init__(self, model, input_spec, serve, extra=None):
-        super().__init__()
-        # Track the raw tf.Variables, not the Keras objects: the SavedModel then needs only TensorFlow.
-        self.model_variables = [v.value for v in model.variables]
-        self.serve = tf.function(serve, input_signature=[input_spec])
-        self.extra = {name: tf.function(fn, input_signature=[input_spec])
-                      for name, fn in (extra or {}).items()}
-
-    def signatures(self):
-        return {"serving_default": self.serve, **self.extra}
-
-
-def decoder_export(decoder):
-    """Wraps a decoder.
-
-    Signatures: serving_default(z [batch, latent] float32) -> {images: [batch, H, W, C] in [0, 1]};
-    logits(z) -> {logits: [batch, H, W, C]}, for exact log-likelihoods (see keras_vae.losses).
-    """
-    latent_dim = decoder.input_shape[-1]
-
-    def logits(z):
-        return {"logits": tf.cast(decoder(z, training=False), tf.float32)}
-
-    def serve(z):
-        return {"images": tf.sigmoid(logits(z)["logits"])}
-
-    spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
-    return _Export(decoder, spec, serve, extra={"logits": logits})
-
-
-def encoder_export(encoder):
-    """Wraps an encoder: serving_default(images [batch, H, W, C] in [0, 1]) -> {mean, log_var}."""
-    image_shape = tuple(encoder.input_shape[1:])
-
-    def serve(images):
-        mean, log_var = encoder(images, training=False)
-        return {"mean": tf.cast(mean, tf.float32), "log_var": tf.cast(log_var, tf.float32)}
-
-    return _Export(encoder, tf.TensorSpec((None, *image_shape), tf.float32, name="images"), serve)
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+# Also the order of the renames, which `_recover` relies on.
+MODELS = ("decoder", "encoder")
 
 
 def versions(model_dir):
@@ -94,15 +56,83 @@ def version_dir(model_dir, version=None):
     return Path(model_dir) / str(version)
 
 
-def _validate(path, module, example):
-    """Loads the SavedModel at `path` and checks it reproduces `module` on `example`."""
-    loaded = tf.saved_model.load(str(path)).signatures["serving_default"]
-    name = module.serve.input_signature[0].name
-    expected = module.serve(example)
-    actual = loaded(**{name: example})
-    for key, value in expected.items():
-        if not np.allclose(actual[key].numpy(), value.numpy(), atol=VALIDATION_TOLERANCE):
-            raise RuntimeError(f"Exported {path} disagrees with the in-memory model on {key!r}.")
+def write_warmup(path, model_name, module):
+    """Writes one PredictionLog per signature of `module`, with its example inputs, into version `path`."""
+    file = Path(path) / WARMUP_FILE
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(file)) as writer:
+        for signature_name, inputs in module.examples.items():
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = signature_name
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def read_warmup(path):
+    """The PredictRequests of the warm-up file in version `path`, in file order."""
+    records = tf.data.TFRecordDataset(str(Path(path) / WARMUP_FILE))
+    return [prediction_log_pb2.PredictionLog.FromString(r.numpy()).predict_log.request for r in records]
+
+
+def _validate(path, module):
+    """Checks the SavedModel at `path` answers its warm-up requests as `module` does in memory.
+
+    The requests are replayed on the model loaded back from disk, as TensorFlow Serving replays them.
+
+    Raises:
+        RuntimeError: if a signature has no warm-up request or the answers differ.
+    """
+    loaded = tf.saved_model.load(str(path))
+    requests = read_warmup(path)
+    if sorted(r.model_spec.signature_name for r in requests) != sorted(module.functions):
+        raise RuntimeError(f"The warm-up requests of {path} do not cover its signatures.")
+    for request in requests:
+        name = request.model_spec.signature_name
+        inputs = {key: tf.constant(tf.make_ndarray(proto)) for key, proto in request.inputs.items()}
+        expected = module.functions[name](**inputs)
+        actual = loaded.signatures[name](**inputs)
+        for key, value in expected.items():
+            if not np.allclose(actual[key].numpy(), value.numpy(), atol=VALIDATION_TOLERANCE):
+                raise RuntimeError(f"Exported {path} disagrees with the in-memory model on {name}/{key}.")
+
+
+def _stage(temporary, model_name, module, files):
+    """Writes and validates one version under its temporary name."""
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.parent.mkdir(parents=True, exist_ok=True)
+    tf.saved_model.save(module, str(temporary), signatures=module.functions)
+    for file_name, text in (files or {}).items():
+        (temporary / file_name).write_text(text)
+    write_warmup(temporary, model_name, module)
+    _validate(temporary, module)
+
+
+@contextlib.contextmanager
+def _lock(root):
+    """Holds an exclusive lock on `root` (the kernel drops it if the holder dies, even by SIGKILL)."""
+    with open(root / ".publish.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _recover(root):
+    """Clears up after a killed publish; the caller holds the lock, so no publish is running.
+
+    A publish killed between its two renames leaves the decoder's version numbered and the encoder's
+    staged, complete and validated: finish it. Any other staged folder may be incomplete: delete it.
+    """
+    for name in MODELS:
+        for temporary in (root / name).glob(".tmp-*"):
+            version = temporary.name.split("-")[1]
+            final = root / name / version
+            renamed_elsewhere = any((root / other / version).is_dir() for other in MODELS if other != name)
+            if version.isdigit() and renamed_elsewhere and not final.exists():
+                os.rename(temporary, final)
+            else:
+                shutil.rmtree(temporary, ignore_errors=True)
 
 
 def publish(export_root, encoder, decoder, files=None, seed=0):
@@ -112,30 +142,32 @@ def publish(export_root, encoder, decoder, files=None, seed=0):
         export_root: The export root; versions go to `decoder/` and `encoder/` below it.
         encoder, decoder: The Keras models to export.
         files: Optional {file name: text} written into each version folder (config, metrics).
-        seed: Seed of the random inputs used to validate the export.
+        seed: Seed of the example inputs used for the warm-up requests and to validate the export.
 
     Returns:
         The version number, the same for decoder and encoder.
     """
     root = Path(export_root)
-    version = 1 + max(versions(root / "decoder") + versions(root / "encoder") + [0])
+    root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    staged = []
-    try:
-        for name, module, example in (
-            ("decoder", decoder_export(decoder), rng.standard_normal((3, decoder.input_shape[-1]))),
-            ("encoder", encoder_export(encoder), rng.random((3, *encoder.input_shape[1:]))),
-        ):
-            temporary = root / name / f".tmp-{version}-{os.getpid()}"
-            staged.append((temporary, root / name / str(version)))
-            temporary.parent.mkdir(parents=True, exist_ok=True)
-            tf.saved_model.save(module, str(temporary), signatures=module.signatures())
-            for file_name, text in (files or {}).items():
-                (temporary / file_name).write_text(text)
-            _validate(temporary, module, tf.constant(example, tf.float32))
-        for temporary, final in staged:
-            os.rename(temporary, final)
-    finally:
-        for temporary, _ in staged:
-            shutil.rmtree(temporary, ignore_errors=True)
+    modules = {"decoder": decoder_module(decoder, rng), "encoder": encoder_module(encoder, decoder, rng)}
+    with _lock(root):
+        _recover(root)
+        version = 1 + max(versions(root / "decoder") + versions(root / "encoder") + [0])
+        staged = {name: root / name / f".tmp-{version}-{os.getpid()}" for name in MODELS}
+        renamed = []
+        try:
+            for name in MODELS:
+                _stage(staged[name], name, modules[name], files)
+            for name in MODELS:
+                os.rename(staged[name], root / name / str(version))
+                renamed.append(name)
+        except BaseException:
+            # Undo the first rename when the second fails, so no numbered folder outlives the failure.
+            for name in renamed:
+                os.rename(root / name / str(version), staged[name])
+            raise
+        finally:
+            for temporary in staged.values():
+                shutil.rmtree(temporary, ignore_errors=True)
     return version

@@ -58,3 +58,21 @@ def run_script(script, *args, cwd, env=None, timeout=300):
         [sys.executable, str(REPO / script), *args], cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_vae():
+    """A small untrained MLP VAE for 28x28x1 images with a 4-dimensional latent space."""
+    from keras_vae.models import build_vae
+
+    return build_vae("mlp", (28, 28, 1), latent_dim=4, hidden_dim=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def published(tiny_vae, tmp_path_factory):
+    """An export root holding version 1 of `tiny_vae`; tests must not change it."""
+    from keras_vae import export
+
+    root = tmp_path_factory.mktemp("published")
+    export.publish(root, tiny_vae.encoder, tiny_vae.decoder, {"config.json": "{}\n"})
+    return root

@@ -1,12 +1,15 @@
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from keras_vae import export
+from keras_vae import export, signatures
 from keras_vae.models import build_vae
 
 # Runs in a fresh interpreter with nothing of this project importable.
@@ -55,35 +58,134 @@ def test_round_trip_in_a_process_without_the_project(vae, tmp_path):
     assert json.loads((tmp_path / "models/decoder/1/config.json").read_text()) == {}
 
 
-def test_saved_model_cli_shows_the_signatures(vae, tmp_path):
-    export.publish(tmp_path, vae.encoder, vae.decoder)
-    shown = {
-        name: subprocess.run(["saved_model_cli", "show", "--all", "--dir", str(tmp_path / name / "1")],
-                             capture_output=True, text=True, check=True).stdout
-        for name in ("decoder", "encoder")
+def _saved_model_cli(*args):
+    """Starts `saved_model_cli` (slow to start, so callers run several at once)."""
+    return subprocess.Popen(["saved_model_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def _signature(shown, name):
+    """The text of one signature in `saved_model_cli show --all` output."""
+    return shown.split(f"signature_def['{name}']:")[1].split("signature_def[")[0]
+
+
+def _tensors(signature, kind):
+    """{key: (dtype, shape)} of the inputs or outputs listed in a signature's text."""
+    found = re.findall(kind + r"\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: ([^\n]+)", signature)
+    return {key: (dtype, shape.strip()) for key, dtype, shape in found}
+
+
+def test_saved_model_cli_shows_and_runs_the_signatures(published, tiny_vae, tmp_path):
+    decoder, encoder = str(published / "decoder/1"), str(published / "encoder/1")
+    jobs = {
+        "show decoder": _saved_model_cli("show", "--all", "--dir", decoder),
+        "show encoder": _saved_model_cli("show", "--all", "--dir", encoder),
+        "sample": _saved_model_cli("run", "--dir", decoder, "--tag_set", "serve", "--signature_def",
+                                   "sample", "--input_exprs", "n=3;seed=7", "--outdir", str(tmp_path)),
     }
-    decoder = shown["decoder"].split("signature_def['serving_default']")[1]
+    done = {name: (job.communicate(timeout=120), job.returncode) for name, job in jobs.items()}
+
+    shown = {model: done[f"show {model}"][0][0] for model in ("decoder", "encoder")}
     assert "MetaGraphDef with tag-set: 'serve'" in shown["decoder"]
-    assert "inputs['z']" in decoder and "shape: (-1, 6)" in decoder
-    assert "outputs['images']" in decoder and "shape: (-1, 28, 28, 1)" in decoder
-    assert decoder.count("DT_FLOAT") == 2
-    logits = shown["decoder"].split("signature_def['logits']")[1].split("signature_def[")[0]
-    assert "inputs['z']" in logits and "outputs['logits']" in logits
-    encoder = shown["encoder"].split("signature_def['serving_default']")[1]
-    assert "inputs['images']" in encoder and "shape: (-1, 28, 28, 1)" in encoder
-    assert "outputs['mean']" in encoder and "outputs['log_var']" in encoder
+    images, latent = ("DT_FLOAT", "(-1, 28, 28, 1)"), ("DT_FLOAT", "(-1, 4)")
+    expected = {  # (model, signature): (inputs, outputs)
+        ("decoder", "serving_default"): ({"z": latent}, {"images": images}),
+        ("decoder", "logits"): ({"z": latent}, {"logits": images}),
+        ("decoder", "sample"): ({"n": ("DT_INT32", "()"), "seed": ("DT_INT64", "()")}, {"images": images}),
+        ("encoder", "serving_default"): ({"images": images}, {"mean": latent, "log_var": latent}),
+        ("encoder", "reconstruct"): ({"images": images}, {"images": images}),
+    }
+    for model in shown:
+        names = set(re.findall(r"signature_def\['(\w+)'\]", shown[model])) - {"__saved_model_init_op"}
+        assert names == {name for m, name in expected if m == model}
+    for (model, name), (inputs, outputs) in expected.items():
+        signature = _signature(shown[model], name)
+        assert _tensors(signature, "inputs") == inputs, (model, name)
+        assert _tensors(signature, "outputs") == outputs, (model, name)
+        assert "Method name is: tensorflow/serving/predict" in signature
+
+    assert done["sample"][1] == 0, done["sample"][0][1][-2000:]
+    sampled = np.load(tmp_path / "images.npy")
+    z = tf.random.stateless_normal([3, 4], [7, 0], alg=signatures.RANDOM_ALGORITHM)
+    np.testing.assert_allclose(sampled, tf.sigmoid(tiny_vae.decoder(z)).numpy(), atol=1e-6)
 
 
-def test_versions_count_up_and_failures_leave_nothing(vae, tmp_path, monkeypatch):
-    assert export.publish(tmp_path, vae.encoder, vae.decoder) == 1
-    assert export.publish(tmp_path, vae.encoder, vae.decoder) == 2
+F = np.float32
+BAD_REQUESTS = {
+    "latent too long": ("decoder", "serving_default", {"z": np.zeros((2, 5), F)},
+                        "z must have shape [batch, 4]; got shape] [2 5]"),
+    "latent of rank 3": ("decoder", "logits", {"z": np.zeros((2, 4, 1), F)},
+                         "[2,4,1] is not compatible with expected shape [?,4]"),
+    "NaN latent": ("decoder", "serving_default", {"z": np.array([[0, np.nan, 0, 0]], F)},
+                   "z must not contain NaN or infinite values : Tensor had NaN values"),
+    "infinite latent": ("decoder", "logits", {"z": np.array([[0, 0, -np.inf, 0]], F)},
+                        "z must not contain NaN or infinite values : Tensor had Inf values"),
+    "no samples": ("decoder", "sample", {"n": np.int32(0), "seed": np.int64(1)},
+                   "n must be between 1 and 10000; got] [0]"),
+    "flat images": ("encoder", "serving_default", {"images": np.zeros((2, 784), F)},
+                    "images must have shape [batch, 28, 28, 1]; got shape] [2 784]"),
+    "small images": ("encoder", "reconstruct", {"images": np.zeros((1, 27, 28, 1), F)},
+                     "images must have shape [batch, 28, 28, 1]; got shape] [1 27 28 1]"),
+    "negative pixels": ("encoder", "serving_default", {"images": np.full((1, 28, 28, 1), -0.5, F)},
+                        "images must lie in [0, 1]; got values from] [-0.5] [to] [-0.5]"),
+    "NaN pixels": ("encoder", "reconstruct", {"images": np.full((1, 28, 28, 1), np.nan, F)},
+                   "images must not contain NaN or infinite values : Tensor had NaN values"),
+}
 
-    def broken(*args):
-        raise RuntimeError("validation failed")
 
-    monkeypatch.setattr(export, "_validate", broken)
-    with pytest.raises(RuntimeError):
-        export.publish(tmp_path, vae.encoder, vae.decoder)
-    for name in ("decoder", "encoder"):
-        assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["1", "2"]
-        assert (tmp_path / name / "2" / "saved_model.pb").exists()
+def _run_as_the_server_does(path, signature, inputs):
+    """Runs a signature as TensorFlow Serving does: a C++ session run, no Python-side shape checks."""
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], str(path))
+        definition = meta_graph.signature_def[signature]
+        tensor = session.graph.get_tensor_by_name
+        feeds = {tensor(definition.inputs[k].name)._as_tf_output(): v for k, v in inputs.items()}
+        fetches = [tensor(info.name)._as_tf_output() for info in definition.outputs.values()]
+        return session._call_tf_sessionrun(None, feeds, fetches, [], None)
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS)
+def test_bad_requests_fail_inside_the_graph_with_a_clear_message(published, case):
+    model, signature, inputs, message = BAD_REQUESTS[case]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+        _run_as_the_server_does(published / model / "1", signature, inputs)
+    # The same path accepts a good request: what failed was the request, not the way of running it.
+    good = {"decoder": {"z": np.zeros((2, 4), F)}, "encoder": {"images": np.zeros((2, 28, 28, 1), F)}}
+    good = {"n": np.int32(2), "seed": np.int64(1)} if signature == "sample" else good[model]
+    assert _run_as_the_server_does(published / model / "1", signature, good)[0].shape[0] == 2
+
+
+def test_sample_is_deterministic_and_reconstruct_decodes_the_mean(published, tiny_vae):
+    decoder = tf.saved_model.load(str(published / "decoder/1")).signatures
+    encoder = tf.saved_model.load(str(published / "encoder/1")).signatures
+
+    def sample(n, seed):
+        return decoder["sample"](n=tf.constant(n, tf.int32), seed=tf.constant(seed, tf.int64))["images"]
+
+    first, again, other = sample(5, 11).numpy(), sample(5, 11).numpy(), sample(5, 12).numpy()
+    assert first.shape == (5, 28, 28, 1) and ((first >= 0) & (first <= 1)).all()
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+    images = tf.constant(np.random.default_rng(3).random((2, 28, 28, 1)), tf.float32)
+    mean, _ = tiny_vae.encoder(images)
+    np.testing.assert_allclose(encoder["reconstruct"](images=images)["images"].numpy(),
+                               tf.sigmoid(tiny_vae.decoder(mean)).numpy(), atol=1e-6)
+
+
+def test_warmup_requests_match_the_signatures(published):
+    for model, names in (("decoder", ["serving_default", "logits", "sample"]),
+                         ("encoder", ["serving_default", "reconstruct"])):
+        path = published / model / "1"
+        assert (path / "assets.extra/tf_serving_warmup_requests").is_file()
+        requests = export.read_warmup(path)
+        assert [r.model_spec.signature_name for r in requests] == names
+        loaded = tf.saved_model.load(str(path)).signatures
+        for request in requests:
+            assert request.model_spec.name == model
+            specs = loaded[request.model_spec.signature_name].structured_input_signature[1]
+            inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+            assert {key: value.dtype for key, value in inputs.items()} == {
+                key: spec.dtype.as_numpy_dtype for key, spec in specs.items()}
+            outputs = loaded[request.model_spec.signature_name](
+                **{key: tf.constant(value) for key, value in inputs.items()})
+            assert all(np.isfinite(value.numpy()).all() for value in outputs.values())
