@@ -1,0 +1,199 @@
+"""Evaluating exported models on a data split (what `evaluate.py` runs).
+
+The encoder and decoder are the exported SavedModels, loaded with `tf.saved_model.load`, so the numbers
+describe exactly what is deployed. The likelihood comes from the config.json exported beside them.
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from keras_vae import data, estimators, export, figures, losses
+from keras_vae.binarize import binarize
+from keras_vae.errors import UserError
+
+RESULTS_FILE = "evaluation.json"
+PROGRESS_SECONDS = 10.0
+PIXELS = {"none": "grey levels", "static": "statically binarized", "dynamic": "dynamically binarized"}
+
+
+def _read_json(path):
+    """The parsed JSON file at `path`, or None when there is no such file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"Cannot read {path}: {error}.")
+
+
+def _load(path, *signature_names):
+    """Loads a SavedModel and checks it has the signatures named.
+
+    Keep the returned object: its signatures stop working once it is garbage-collected.
+    """
+    loaded = tf.saved_model.load(str(path))
+    missing = [name for name in signature_names if name not in loaded.signatures]
+    if missing:
+        raise UserError(
+            f"{path} has no {', '.join(missing)} signature (it has {', '.join(loaded.signatures)}); "
+            "export the model again with this version of train.py."
+        )
+    return loaded
+
+
+class ExportedVAE:
+    """The exported encoder and decoder of one version, and what was stored with them.
+
+    Args:
+        export_dir: The export root, holding decoder/<version>/ and encoder/<version>/.
+        version: The version (default: the latest decoder version).
+
+    Raises:
+        UserError: when there is no export, no such version, or no likelihood in its config.json.
+    """
+
+    def __init__(self, export_dir, version=None):
+        root = Path(export_dir)
+        if not export.versions(root / "decoder"):
+            raise UserError(
+                f"No exported model in {root / 'decoder'}: train one first with `python train.py`, "
+                "or point --export-dir at the export root (the folder holding decoder/ and encoder/)."
+            )
+        self.decoder_dir = export.version_dir(root / "decoder", version)
+        self.version = int(self.decoder_dir.name)
+        self.encoder_dir = export.version_dir(root / "encoder", self.version)
+        config = _read_json(self.decoder_dir / "config.json") or {}
+        self.likelihood = config.get("likelihood")
+        if self.likelihood not in losses.RECONSTRUCTION_LOSSES:
+            raise UserError(
+                f"{self.decoder_dir / 'config.json'} does not name the likelihood the model was "
+                f"trained with (bernoulli or gaussian; found {self.likelihood!r}); export models with "
+                "train.py, which writes it."
+            )
+        self.history = (_read_json(self.decoder_dir / "metrics.json") or {}).get("history")
+        self.encoder = _load(self.encoder_dir, "serving_default")
+        self.decoder = _load(self.decoder_dir, "serving_default", "logits")
+        # Read from the outputs: the inputs may be declared with an unknown shape (checked in the graph).
+        logits_shape = self.decoder.signatures["logits"].structured_outputs["logits"].shape
+        self.image_shape = tuple(logits_shape[1:])
+        self.latent_dim = self.encoder.signatures["serving_default"].structured_outputs["mean"].shape[-1]
+
+    def encode(self, images):
+        outputs = self.encoder.signatures["serving_default"](images=images)
+        return outputs["mean"], outputs["log_var"]
+
+    def decode_logits(self, z):
+        return self.decoder.signatures["logits"](z=z)["logits"]
+
+    def decode(self, z):
+        """Decoded images in [0, 1] as a NumPy array, for the pictures."""
+        return self.decoder.signatures["serving_default"](z=tf.constant(z, tf.float32))["images"].numpy()
+
+
+def estimate_split(estimate, images, batch_size, binarize_mode="none", seed=0):
+    """Runs `estimate` (see `estimators.importance_estimator`) over uint8 images in batches.
+
+    Returns:
+        The per-image outputs of `estimate`, concatenated over the batches.
+    """
+    outputs, start, last_report = [], 0, time.perf_counter()
+    for batch in data.evaluation_dataset(images, batch_size):
+        indices = tf.range(start, start + tf.shape(batch)[0], dtype=tf.int64)
+        outputs.append({key: value.numpy() for key, value in
+                        estimate(binarize(batch, indices, binarize_mode, seed)).items()})
+        start += len(indices)
+        if time.perf_counter() - last_report > PROGRESS_SECONDS:
+            print(f"  {start}/{len(images)} images", flush=True)
+            last_report = time.perf_counter()
+    return {key: np.concatenate([o[key] for o in outputs]) for key in outputs[0]}
+
+
+def first_images(images, count, binarize_mode="none", seed=0):
+    """The first `count` images in [0, 1] exactly as `estimate_split` evaluated them."""
+    count = min(count, len(images))
+    pixels = next(iter(data.evaluation_dataset(images[:count], count)))
+    # Draws depend only on each image's index and the seed, so this repeats the evaluated draws.
+    return binarize(pixels, tf.range(count, dtype=tf.int64), binarize_mode, seed).numpy()
+
+
+def summarize(outputs, image_shape):
+    """Means and standard errors (nats per image), bits per dimension and active units."""
+    per_image = {
+        "negative_elbo": outputs["reconstruction"] + outputs["kl"],
+        "reconstruction": outputs["reconstruction"],
+        "kl": outputs["kl"],
+        "nll": outputs["nll"],
+    }
+    count = len(outputs["nll"])
+    active, variances = estimators.active_units(outputs["mean"])
+    return {
+        "nats_per_image": {key: float(np.mean(v, dtype=np.float64)) for key, v in per_image.items()},
+        "standard_error": {key: float(np.std(v, dtype=np.float64, ddof=1) / math.sqrt(count))
+                           if count > 1 else 0.0 for key, v in per_image.items()},
+        "bits_per_dim": estimators.bits_per_dim(float(np.mean(outputs["nll"], dtype=np.float64)),
+                                                math.prod(image_shape)),
+        "active_units": active,
+        "posterior_mean_variance": [float(v) for v in variances],
+    }
+
+
+def format_table(results):
+    """The printed report: one line per number."""
+    nats, errors = results["nats_per_image"], results["standard_error"]
+    rows = [("negative ELBO (one sample)", "negative_elbo"), ("  reconstruction", "reconstruction"),
+            ("  KL", "kl"), (f"NLL, importance-weighted (k={results['k']})", "nll")]
+    lines = [f"{'':40s}{'nats/image':>12s}{'± s.e.':>10s}"]
+    lines += [f"{label:40s}{nats[key]:12.2f}{errors[key]:10.2f}" for label, key in rows]
+    lines += [f"{'bits/dim':40s}{results['bits_per_dim']:12.4f}",
+              f"{'active units':40s}{results['active_units']:>12d} of {results['model']['latent_dim']}",
+              f"{results['seconds']:.1f} s, {results['images_per_second']:.1f} images/s"]
+    return "\n".join(lines)
+
+
+def run(config):
+    """Evaluates an exported model as `config` (an `EvaluateConfig`) says; returns the results dict.
+
+    Writes evaluation.json and, unless `config.pictures` is off, the pictures to `config.out_dir`.
+    """
+    model = ExportedVAE(config.export_dir, config.version)
+    images, labels = data.load_split(config.split, config.dataset, config.data_dir)
+    if tuple(images.shape[1:]) != model.image_shape:
+        raise UserError(
+            f"Split {config.split!r} holds images of shape {tuple(images.shape[1:])}, but the model "
+            f"takes {model.image_shape}; evaluate it on the data set it was trained on."
+        )
+    print(f"Evaluating version {model.version} of {config.export_dir} ({model.likelihood} likelihood) "
+          f"on {len(images)} images of {config.split!r}, {PIXELS[config.binarize]}, k={config.k}.")
+    log_likelihood = estimators.decoder_log_likelihood(model.likelihood, model.decode_logits)
+    estimate = estimators.importance_estimator(model.encode, log_likelihood, config.k, config.seed)
+    start = time.perf_counter()
+    outputs = estimate_split(estimate, images, config.batch_size, config.binarize, config.seed)
+    seconds = time.perf_counter() - start
+    results = {
+        "model": {"export_dir": config.export_dir, "version": model.version,
+                  "likelihood": model.likelihood, "latent_dim": model.latent_dim},
+        "data": {"dataset": config.dataset, "data_dir": config.data_dir, "split": config.split,
+                 "images": len(images), "binarize": config.binarize},
+        "k": config.k,
+        "seed": config.seed,
+        **summarize(outputs, model.image_shape),
+        "seconds": seconds,
+        "images_per_second": len(images) / seconds,
+        "pictures": [],
+    }
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.pictures:
+        shown = first_images(images, figures.IMAGES_SHOWN, config.binarize, config.seed)
+        written = figures.write_pictures(out_dir, model.decode, shown, outputs["mean"], labels,
+                                         model.history, config.seed)
+        results["pictures"] = [path.name for path in written]
+    (out_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    print(format_table(results))
+    print(f"Wrote {out_dir / RESULTS_FILE} and {len(results['pictures'])} pictures.")
+    return results

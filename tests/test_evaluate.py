@@ -1,0 +1,165 @@
+"""The likelihood estimators against closed forms, and evaluate.py on exported models."""
+
+import json
+import math
+
+import matplotlib.image
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_script
+from keras_vae import estimators, evaluate, export, losses
+from keras_vae.config import EvaluateConfig
+from keras_vae.errors import UserError
+from keras_vae.models import build_vae
+
+# A linear-Gaussian model: z ~ N(0, I), x | z ~ N(W z + b, s^2 I), so p(x) = N(b, W W^T + s^2 I). W has
+# orthogonal columns, which makes the exact posterior p(z | x) a Gaussian with diagonal covariance.
+DIM, LATENT, NOISE = 6, 3, 0.5
+_rng = np.random.default_rng(0)
+W = np.linalg.qr(_rng.standard_normal((DIM, DIM)))[0][:, :LATENT] * [2.0, 1.0, 0.5]
+B = _rng.standard_normal(DIM)
+COVARIANCE = W @ W.T + NOISE**2 * np.eye(DIM)
+POSTERIOR_VARIANCE = 1.0 / (1.0 + np.sum(W**2, axis=0) / NOISE**2)
+X = _rng.multivariate_normal(B, COVARIANCE, size=400).astype(np.float32)
+
+
+def true_log_px(x):
+    centred = x - B
+    mahalanobis = np.sum(centred * np.linalg.solve(COVARIANCE, centred.T).T, axis=1)
+    return -0.5 * (mahalanobis + np.linalg.slogdet(2 * np.pi * COVARIANCE)[1])
+
+
+def log_likelihood(images, z):
+    mean = tf.matmul(z, W.T.astype(np.float32)) + B.astype(np.float32)
+    return tf.reduce_sum(-0.5 * tf.square((images - mean) / NOISE) - math.log(NOISE * math.sqrt(2 * math.pi)),
+                         axis=-1)
+
+
+def encoder(shift=0.0, scale=1.0, log_var_offset=0.0):
+    """The exact posterior for the defaults; otherwise a deliberately wrong one."""
+    projection = (W / NOISE**2 * POSTERIOR_VARIANCE).astype(np.float32)
+
+    def encode(images):
+        mean = tf.matmul(images - B.astype(np.float32), projection) * scale + shift
+        log_var = np.log(POSTERIOR_VARIANCE).astype(np.float32) + log_var_offset
+        return mean, tf.broadcast_to(log_var, tf.shape(mean))
+
+    return encode
+
+
+def log_px_estimates(encode, k, samples_per_call=estimators.SAMPLES_PER_CALL, seed=0):
+    outputs = estimators.importance_estimator(encode, log_likelihood, k, seed, samples_per_call)(X)
+    return -outputs["nll"].numpy(), -(outputs["reconstruction"] + outputs["kl"]).numpy()
+
+
+def test_the_estimate_is_exact_for_the_true_posterior_whatever_the_chunks():
+    # Every importance weight then equals p(x); 4000 rows per call makes k=37 run in chunks 10+10+10+7.
+    for k, samples_per_call in ((1, 4000), (37, 4000), (37, 100_000)):
+        estimate, _ = log_px_estimates(encoder(), k, samples_per_call)
+        np.testing.assert_allclose(estimate, true_log_px(X), atol=1e-4)
+
+
+def test_the_estimate_lies_between_the_elbo_and_the_truth_and_tightens_with_k():
+    truth = true_log_px(X).mean()
+    gaps = {}
+    for k in (1, 10, 100, 2000):
+        estimate, elbo = log_px_estimates(encoder(shift=0.3, scale=0.7, log_var_offset=1.0), k)
+        gaps[k] = truth - estimate.mean()
+        assert truth - elbo.mean() > 2.0  # a wrong encoder: the ELBO is far from the truth
+        if k > 1:
+            assert elbo.mean() < estimate.mean() < truth + 0.01
+    assert gaps[1] > gaps[10] > gaps[100] > gaps[2000] and gaps[2000] < 0.02 * gaps[1]
+    same_seed = [log_px_estimates(encoder(shift=0.3), 10)[0] for _ in range(2)]
+    np.testing.assert_array_equal(*same_seed)
+
+
+def test_decoder_log_likelihood_is_the_bernoulli_and_the_variance_half_gaussian_density():
+    rng = np.random.default_rng(1)
+    x, logits = rng.random((3, 4, 4, 1)).astype("f4"), rng.normal(size=(3, 4, 4, 1)).astype("f4")
+    bernoulli = estimators.decoder_log_likelihood("bernoulli", lambda z: z)(x, logits)
+    np.testing.assert_allclose(bernoulli, -np.asarray(losses.bernoulli_nll(x, logits)), rtol=1e-6)
+    gaussian = estimators.decoder_log_likelihood("gaussian", lambda z: z)(x, logits)
+    mean = 1 / (1 + np.exp(-logits))
+    density = -0.5 * np.log(2 * np.pi * 0.5) - (x - mean) ** 2 / (2 * 0.5)
+    np.testing.assert_allclose(gaussian, density.sum(axis=(1, 2, 3)), rtol=1e-5)
+
+
+def test_active_units_and_bits_per_dim():
+    rng = np.random.default_rng(2)
+    # Posterior means whose variances over the data are about 1, 0.04, 0.0025 and 0.
+    means = rng.standard_normal((5000, 4)) * [1.0, 0.2, 0.05, 0.0] + [3.0, -1.0, 2.0, 7.0]
+    count, variances = estimators.active_units(means)
+    assert count == 2
+    np.testing.assert_allclose(variances, [1.0, 0.04, 0.0025, 0.0], rtol=0.1, atol=1e-12)
+    assert estimators.bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
+
+
+def _publish(root, latent_dim, likelihood="bernoulli", history=True):
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=latent_dim, hidden_dim=16, seed=0)
+    files = {"config.json": json.dumps({"likelihood": likelihood})}
+    if history:
+        records = [{"epoch": e, **{f"{p}{m}": 100.0 / e for p in ("", "val_")
+                                   for m in ("loss", "reconstruction_loss", "kl_loss")}} for e in (1, 2, 3)]
+        files["metrics.json"] = json.dumps({"final": records[-1], "history": records})
+    export.publish(root, vae.encoder, vae.decoder, files)
+    return root
+
+
+def test_evaluate_script_end_to_end(idx_dir, tmp_path):
+    _publish(tmp_path / "models", latent_dim=2)
+    result = run_script("evaluate.py", "--export-dir", "models", "--data-dir", str(idx_dir),
+                        "--split", "test[:40]", "--k", "20", "--batch-size", "16", "--out-dir", "out",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NLL, importance-weighted (k=20)" in result.stdout and "active units" in result.stdout
+    results = json.loads((tmp_path / "out/evaluation.json").read_text())
+    assert results["data"]["images"] == 40 and results["model"]["likelihood"] == "bernoulli"
+    nats = results["nats_per_image"]
+    assert nats["negative_elbo"] == pytest.approx(nats["reconstruction"] + nats["kl"])
+    assert 0 < nats["nll"] < nats["negative_elbo"] + 1.0
+    assert results["bits_per_dim"] == pytest.approx(nats["nll"] / (784 * math.log(2)))
+    assert 0 <= results["active_units"] <= 2 and len(results["posterior_mean_variance"]) == 2
+    sizes = {"samples.png": (242, 242), "reconstructions.png": (122, 242),
+             "interpolations.png": (242, 362), "manifold.png": (602, 602),
+             "latent_means.png": (600, 600), "training_curves.png": (400, 1200)}
+    assert sorted(results["pictures"]) == sorted(sizes)
+    for name, size in sizes.items():
+        assert matplotlib.image.imread(tmp_path / "out" / name).shape[:2] == size, name
+
+
+def test_evaluate_binarized_gaussian_without_history(idx_dir, tmp_path):
+    _publish(tmp_path, latent_dim=4, likelihood="gaussian", history=False)
+    config = EvaluateConfig(export_dir=str(tmp_path), data_dir=str(idx_dir), split="test[:20]", k=5,
+                            binarize="dynamic", out_dir=str(tmp_path / "out"))
+    results = evaluate.run(config)
+    assert results["pictures"] == ["samples.png", "reconstructions.png", "interpolations.png",
+                                   "traversal.png", "latent_pca.png"]
+    # 4 units swept over 11 steps; 600 x 600 pixels for the chart.
+    assert matplotlib.image.imread(tmp_path / "out/traversal.png").shape[:2] == (122, 332)
+    assert matplotlib.image.imread(tmp_path / "out/latent_pca.png").shape[:2] == (600, 600)
+    shown = evaluate.first_images(np.full((3, 28, 28, 1), 128, np.uint8), 3, "dynamic")
+    assert set(np.unique(shown)) == {0.0, 1.0}
+    assert results["nats_per_image"]["nll"] < results["nats_per_image"]["negative_elbo"] + 1.0
+
+
+def test_evaluate_user_errors(idx_dir, tmp_path):
+    def run(**options):
+        evaluate.run(EvaluateConfig(**{"export_dir": str(tmp_path), "data_dir": str(idx_dir),
+                                       "split": "test[:8]", "k": 2, "pictures": False, **options}))
+
+    with pytest.raises(UserError, match="No exported model.*--export-dir"):
+        run()
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=2, hidden_dim=8)
+    export.publish(tmp_path, vae.encoder, vae.decoder, {"config.json": "{}"})
+    with pytest.raises(UserError, match="does not name the likelihood"):
+        run()
+    _publish(tmp_path, latent_dim=2)
+    with pytest.raises(UserError, match="No version 7"):
+        run(version=7)
+    small = build_vae("mlp", (12, 12, 1), latent_dim=2, hidden_dim=8)
+    export.publish(tmp_path / "small", small.encoder, small.decoder,
+                   {"config.json": '{"likelihood": "bernoulli"}'})
+    with pytest.raises(UserError, match=r"shape \(28, 28, 1\).*takes \(12, 12, 1\)"):
+        run(export_dir=str(tmp_path / "small"))
