@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_vae.binarize import binarize
 from keras_vae.errors import UserError
 
 IDX_PREFIXES = {"train": "train", "test": "t10k"}
@@ -193,11 +194,12 @@ def _to_unit_interval(images):
     return tf.cast(images, tf.float32) / 255.0
 
 
-def training_dataset(images, batch_size, seed, first_epoch=0):
+def training_dataset(images, batch_size, seed, first_epoch=0, binarize_mode="none"):
     """Full batches of shuffled images in [0, 1], one epoch after another, without end.
 
-    The order of each epoch is a stateless function of (seed, epoch), so any epoch can be replayed
-    exactly; every epoch has len(images) // batch_size batches (the remainder differs per epoch).
+    The order of each epoch, and its binarization, are stateless functions of (seed, epoch), so any
+    epoch can be replayed exactly; every epoch has len(images) // batch_size batches (the remainder
+    differs per epoch). See `keras_vae.binarize` for `binarize_mode`.
     """
     images = tf.constant(images)
     count = int(images.shape[0])
@@ -206,16 +208,24 @@ def training_dataset(images, batch_size, seed, first_epoch=0):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(count), seed=tf.stack([tf.cast(seed, tf.int64), epoch])
         )
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
+        return batches.map(lambda index: (index, epoch))
+
+    def load(index, epoch):
+        return binarize(_to_unit_interval(tf.gather(images, index)), index, binarize_mode, seed, epoch)
 
     dataset = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch_batches)
-    dataset = dataset.map(lambda index: _to_unit_interval(tf.gather(images, index)))
-    return _with_options(dataset.prefetch(PREFETCH_BATCHES))
+    return _with_options(dataset.map(load).prefetch(PREFETCH_BATCHES))
 
 
-def evaluation_dataset(images, batch_size):
-    """Every image once, in order, in [0, 1]; the last batch may be partial."""
-    dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(_to_unit_interval)
+def evaluation_dataset(images, batch_size, binarize_mode="none"):
+    """Every image once, in order, in [0, 1]; the last batch may be partial.
+
+    Any binarization is the static one, so that every evaluation sees the same data.
+    """
+    mode = "none" if binarize_mode == "none" else "static"
+    dataset = tf.data.Dataset.from_tensor_slices((images, tf.range(len(images)))).batch(batch_size)
+    dataset = dataset.map(lambda batch, index: binarize(_to_unit_interval(batch), index, mode))
     return _with_options(dataset.cache().prefetch(PREFETCH_BATCHES))
 
 

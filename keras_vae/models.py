@@ -34,8 +34,9 @@ def build_encoder(arch, image_shape, latent_dim, hidden_dim):
             x = layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
     x = layers.Flatten()(x)
     x = layers.Dense(hidden_dim, activation="relu")(x)
-    mean = layers.Dense(latent_dim, name="mean")(x)
-    log_var = layers.Dense(latent_dim, name="log_var")(x)
+    # Heads in float32 under mixed precision: the loss and the sampling need the precision.
+    mean = layers.Dense(latent_dim, name="mean", dtype="float32")(x)
+    log_var = layers.Dense(latent_dim, name="log_var", dtype="float32")(x)
     return keras.Model(images, [mean, log_var], name="encoder")
 
 
@@ -52,24 +53,25 @@ def build_decoder(arch, image_shape, latent_dim, hidden_dim):
         x = layers.Reshape(coarse)(x)
         for filters in reversed(CONV_FILTERS):
             x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", activation="relu")(x)
-        logits = layers.Conv2D(channels, 3, padding="same", name="logits")(x)
+        logits = layers.Conv2D(channels, 3, padding="same", name="logits", dtype="float32")(x)
     else:
-        x = layers.Dense(height * width * channels, name="logits")(x)
+        x = layers.Dense(height * width * channels, name="logits", dtype="float32")(x)
         logits = layers.Reshape((height, width, channels))(x)
     return keras.Model(z, logits, name="decoder")
 
 
-def _global_mean(per_example):
-    """Sum over this replica's examples divided by the number of examples in the *global* batch.
+def _global_count(images):
+    """The number of examples in the *global* batch, summed over all replicas.
 
-    Optimizers sum gradients across replicas, so dividing by the local batch size (a plain
-    `reduce_mean`) would make gradients N times too large with N replicas.
+    Optimizers sum gradients across replicas, so each replica's loss must be its sum over examples
+    divided by this count; dividing by the local batch size (a plain `reduce_mean`) would make
+    gradients N times too large with N replicas.
     """
-    count = ops.cast(ops.shape(per_example)[0], "float32")
+    count = ops.cast(ops.shape(images)[0], "float32")
     replica = tf.distribute.get_replica_context()
     if replica is not None and replica.num_replicas_in_sync > 1:
         count = replica.all_reduce(tf.distribute.ReduceOp.SUM, count)
-    return ops.sum(per_example) / count
+    return count
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -97,7 +99,14 @@ class VAE(keras.Model):
         self.beta = beta
         self.seed = seed
         self.sampling = Sampling(seed=seed, name="sampling")
+        # The KL weight in use: `beta`, or less during a warm-up (see KLWarmup). A variable, so that
+        # changing it does not retrace the compiled step.
+        self.kl_weight = self.add_weight(shape=(), initializer=keras.initializers.Constant(beta),
+                                         trainable=False, name="kl_weight")
         self._reconstruction = RECONSTRUCTION_LOSSES[likelihood]
+        # XLA cannot compile the cross-replica sum of gradients, so only the per-replica part of the
+        # step is compiled (when `jit_compile` is on), also under tf.distribute.
+        self._xla_gradients = tf.function(self._gradients, jit_compile=True)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
@@ -117,7 +126,7 @@ class VAE(keras.Model):
         logits = self.decoder(self.sampling([mean, log_var]), training=training)
         reconstruction = self._reconstruction(images, logits)
         kl = kl_divergence(mean, log_var)
-        return reconstruction + self.beta * kl, reconstruction, kl
+        return reconstruction + ops.cast(self.kl_weight, "float32") * kl, reconstruction, kl
 
     def _update_metrics(self, loss, reconstruction, kl):
         # Mean over per-example values: the metric variables sum across replicas when read, so the
@@ -131,14 +140,20 @@ class VAE(keras.Model):
     def _images(data):
         return data[0] if isinstance(data, (tuple, list)) else data
 
+    def _gradients(self, images, count):
+        """This replica's gradients of its share of the global mean loss, and its per-example losses."""
+        with tf.GradientTape() as tape:
+            losses = self.per_example_losses(images, training=True)
+            # scale_loss is the identity except under a LossScaleOptimizer (float16 training).
+            objective = self.optimizer.scale_loss(ops.sum(losses[0]) / count)
+        return tape.gradient(objective, self.trainable_variables), losses
+
     def train_step(self, data):
         images = self._images(data)
-        with tf.GradientTape() as tape:
-            loss, reconstruction, kl = self.per_example_losses(images, training=True)
-            objective = _global_mean(loss)
-        gradients = tape.gradient(objective, self.trainable_variables)
+        gradients_of = self._xla_gradients if self.jit_compile else self._gradients
+        gradients, losses = gradients_of(images, _global_count(images))
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
-        return self._update_metrics(loss, reconstruction, kl)
+        return self._update_metrics(*losses)
 
     def test_step(self, data):
         return self._update_metrics(*self.per_example_losses(self._images(data)))
@@ -159,6 +174,22 @@ class VAE(keras.Model):
         for name in ("encoder", "decoder"):
             config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """Raises a VAE's KL weight linearly from 0 to its `beta` over the first `epochs` epochs.
+
+    Epoch e (from 0) trains with weight beta * min(1, e / epochs). Works with `Model.fit` and with
+    `keras_vae.training.Trainer`, which calls `on_epoch_begin` too.
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        fraction = min(1.0, epoch / self.epochs) if self.epochs else 1.0
+        self.model.kl_weight.assign(self.model.beta * fraction)
 
 
 def build_vae(arch, image_shape, latent_dim=20, hidden_dim=400, likelihood="bernoulli", beta=1.0,

@@ -11,10 +11,11 @@ import tensorflow as tf
 from keras_vae import data, distribute, export, plots
 from keras_vae.backup import RunBackup
 from keras_vae.errors import UserError
-from keras_vae.models import build_vae, check_image_shape
-from keras_vae.training import Trainer, TrainingDiverged, make_optimizer
+from keras_vae.models import KLWarmup, build_vae, check_image_shape
+from keras_vae.training import Trainer, TrainingDiverged, make_optimizer, resolve_jit_compile
 
 SAMPLE_GRID_SIZE = 64
+RECONSTRUCTION_COUNT = 8
 
 
 class WorkerLost(UserError):
@@ -45,17 +46,41 @@ def _check_run_dir(config, run_dir):
         raise UserError(f"{saved} is damaged ({error}); start over with --restart.")
 
 
-def _sample_writer(config, model, run_dir):
-    """Returns an on_epoch_end callback that writes a sample grid every `sample_every` epochs."""
+def _epoch_end_writer(config, model, run_dir, val_images):
+    """Returns the on_epoch_end callback of the chief: sample grids and TensorBoard summaries.
+
+    Every `sample_every` epochs (and after the last) it writes a grid of samples from fixed latents;
+    with `--tensorboard` it also logs every epoch's metrics, and those samples with reconstructions
+    of the first validation images (originals above reconstructions from the posterior means).
+    """
     z = np.random.default_rng(config.seed).standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
     z = tf.constant(z, tf.float32)
+    originals = tf.constant(val_images[:RECONSTRUCTION_COUNT], tf.float32) / 255.0
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if config.tensorboard else None
 
-    def write_samples(epoch, record):
-        if config.sample_every and ((epoch + 1) % config.sample_every == 0 or epoch + 1 == config.epochs):
-            images = tf.sigmoid(model.decoder(z, training=False)).numpy()
-            plots.save_image_grid(images, run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
+    def decode(latents):
+        return tf.sigmoid(tf.cast(model.decoder(latents, training=False), tf.float32)).numpy()
 
-    return write_samples
+    def on_epoch_end(epoch, record):
+        step = epoch + 1
+        pictures = config.sample_every and (step % config.sample_every == 0 or step == config.epochs)
+        samples = decode(z) if pictures else None
+        if samples is not None:
+            plots.save_image_grid(samples, run_dir / "samples" / f"epoch_{step:03d}.png")
+        if writer is None:
+            return
+        with writer.as_default(step=step):
+            for name, value in record.items():
+                if name != "epoch":
+                    tf.summary.scalar(name, value)
+            if samples is not None:
+                reconstructions = decode(model.encoder(originals, training=False)[0])
+                pairs = np.concatenate([originals.numpy(), reconstructions])
+                tf.summary.image("samples", plots.image_grid(samples)[None])
+                tf.summary.image("reconstructions", plots.image_grid(pairs, RECONSTRUCTION_COUNT)[None])
+        writer.flush()
+
+    return on_epoch_end
 
 
 def train(config):
@@ -74,10 +99,14 @@ def train(config):
     run_dir = Path(config.run_dir)
     _check_run_dir(config, run_dir)
     chief = distribute.is_chief(strategy)
+    keras.mixed_precision.set_global_policy(
+        "float32" if config.mixed_precision == "none" else f"mixed_{config.mixed_precision}"
+    )
     with strategy.scope():
         model = build_vae(config.arch, train_images.shape[1:], config.latent_dim, config.hidden_dim,
                           config.likelihood, config.beta, config.seed)
-        model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
+        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.mixed_precision)
+        model.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(config.jit_compile, config.arch))
         model.optimizer.build(model.trainable_variables)
 
     exported = run_dir / "export.json"
@@ -93,9 +122,12 @@ def train(config):
     trainer = Trainer(model, strategy, config.steps_per_execution, config.progress, backup,
                       config.backup_every_steps)
     try:
-        history = trainer.fit(train_images, val_images, config.epochs, config.batch_size, config.seed,
-                              on_epoch_end=_sample_writer(config, model, run_dir) if chief else None,
-                              resume=not config.restart)
+        history = trainer.fit(
+            train_images, val_images, config.epochs, config.batch_size, config.seed,
+            on_epoch_end=_epoch_end_writer(config, model, run_dir, val_images) if chief else None,
+            resume=not config.restart, binarize_mode=config.binarize,
+            callbacks=[KLWarmup(config.kl_warmup_epochs)] if config.kl_warmup_epochs else (),
+        )
     except tf.errors.InvalidArgumentError as error:
         if not config.check_numerics:
             raise

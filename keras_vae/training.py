@@ -21,10 +21,17 @@ class TrainingDiverged(UserError):
     exit_status = 1
 
 
-def make_optimizer(name, learning_rate):
-    """Returns a Keras optimizer by `--optimizer` name."""
+def make_optimizer(name, learning_rate, mixed_precision="none"):
+    """Returns a Keras optimizer by `--optimizer` name, loss-scaled for float16 training."""
     optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
-    return optimizers[name](learning_rate=learning_rate)
+    optimizer = optimizers[name](learning_rate=learning_rate)
+    # float16 gradients underflow without loss scaling; bfloat16 has float32's range and needs none.
+    return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision == "float16" else optimizer
+
+
+def resolve_jit_compile(setting, arch):
+    """Whether to XLA-compile: `--jit-compile on|off`, or for auto what measured faster on CPU."""
+    return {"on": True, "off": False}.get(setting, arch == "mlp")
 
 
 class Trainer:
@@ -113,7 +120,8 @@ class Trainer:
         self._evaluate(dataset)
         return self._results(prefix="val_")
 
-    def fit(self, train_images, val_images, epochs, batch_size, seed, on_epoch_end=None, resume=True):
+    def fit(self, train_images, val_images, epochs, batch_size, seed, on_epoch_end=None, resume=True,
+            binarize_mode="none", callbacks=()):
         """Trains until `epochs` epochs are done, resuming from the backup if there is one.
 
         Args:
@@ -123,6 +131,8 @@ class Trainer:
             seed: Seed of the data order.
             on_epoch_end: Optional callable(epoch_index, record).
             resume: Whether to continue from the newest backup (False: start over).
+            binarize_mode: "none", "static" or "dynamic" (see `keras_vae.binarize`).
+            callbacks: Keras callbacks whose `on_epoch_begin` is called (e.g. `KLWarmup`).
 
         Returns:
             The history: one dict of metrics per epoch, from the first epoch of the run.
@@ -133,10 +143,14 @@ class Trainer:
         if restored and self.chief:
             print(f"Resuming from the backup at epoch {first_epoch + 1}, step {first_step}.")
         distribute_dataset = self.strategy.experimental_distribute_dataset
-        train_dataset = data.training_dataset(train_images, batch_size, seed, first_epoch)
+        train_dataset = data.training_dataset(train_images, batch_size, seed, first_epoch, binarize_mode)
         iterator = iter(distribute_dataset(train_dataset.skip(first_step)))
-        val_dataset = distribute_dataset(data.evaluation_dataset(val_images, batch_size))
+        val_dataset = distribute_dataset(data.evaluation_dataset(val_images, batch_size, binarize_mode))
+        for callback in callbacks:
+            callback.set_model(self.model)
         for epoch in range(first_epoch, epochs):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
             progbar = None
             if self.progress:
                 print(f"Epoch {epoch + 1}/{epochs}")

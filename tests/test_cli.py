@@ -11,7 +11,7 @@ from conftest import run_script
 
 TRAIN_ARGS = ["--epochs", "1", "--batch-size", "32", "--latent-dim", "4", "--hidden-dim", "32",
               "--train-split", "train", "--val-split", "test[:40]", "--sample-every", "1",
-              "--no-progress"]
+              "--no-progress", "--tensorboard"]
 
 
 def test_train_then_sample(idx_dir, tmp_path):
@@ -27,10 +27,24 @@ def test_train_then_sample(idx_dir, tmp_path):
     assert matplotlib.image.imread(tmp_path / "runs/default/samples/epoch_001.png").shape[:2] == (
         242, 242)  # 64 images of 28 px in an 8x8 grid with 2 px gaps
 
+    tags = _tensorboard_tags(tmp_path / "runs/default/tensorboard")
+    assert {"loss", "val_loss", "kl_loss", "val_reconstruction_loss", "samples", "reconstructions"} <= tags
+
     result = run_script("sample.py", "--n", "10", "--out", "grid.png", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     # 10 images: 4 columns, 3 rows of 28 px, 2 px gaps.
     assert matplotlib.image.imread(tmp_path / "grid.png").shape[:2] == (3 * 30 + 2, 4 * 30 + 2)
+
+
+def _tensorboard_tags(folder):
+    import tensorflow as tf
+
+    tags = set()
+    for path in folder.glob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            tags.update(value.tag for value in event.summary.value)
+    return tags
 
 
 def _assert_user_error(result, *fragments):

@@ -111,3 +111,22 @@ def test_evaluation_dataset_keeps_every_image_in_order():
     assert [len(b) for b in batches] == [4, 4, 2]
     np.testing.assert_allclose(np.concatenate(batches).ravel(), np.arange(10) / 255, rtol=1e-6)
     assert tf.float32 == tf.as_dtype(batches[0].dtype)
+
+
+def test_binarized_training_data_is_a_function_of_seed_and_epoch():
+    images = (np.random.default_rng(0).random((12, 4, 4, 1)) * 255).astype(np.uint8)
+    first = _epochs(data.training_dataset(images, 4, seed=1, binarize_mode="dynamic"), steps=3, epochs=2)
+    assert set(np.unique(np.stack(first))) <= {0.0, 1.0}
+    assert not np.array_equal(np.sort(first[0].ravel()), np.sort(first[1].ravel()))  # fresh draws
+    resumed = _epochs(data.training_dataset(images, 4, seed=1, first_epoch=1, binarize_mode="dynamic"),
+                      steps=3, epochs=1)
+    np.testing.assert_array_equal(resumed[0], first[1])
+
+
+def test_binarized_evaluation_data_is_the_same_every_time():
+    images = (np.random.default_rng(0).random((10, 4, 4, 1)) * 255).astype(np.uint8)
+    draws = [np.concatenate(list(data.evaluation_dataset(images, 4, mode).as_numpy_iterator()))
+             for mode in ("dynamic", "static", "static")]
+    assert set(np.unique(draws[0])) <= {0.0, 1.0}
+    np.testing.assert_array_equal(draws[0], draws[1])
+    np.testing.assert_array_equal(draws[1], draws[2])

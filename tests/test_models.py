@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from keras_vae.errors import UserError
-from keras_vae.models import VAE, build_vae
+from keras_vae.models import VAE, KLWarmup, build_vae
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -34,7 +34,8 @@ def test_beta_weights_the_kl_term():
     images = np.random.default_rng(1).random((4, 28, 28, 1)).astype("f4")
     plain = build_vae("mlp", (28, 28, 1), beta=1.0, seed=2)
     heavy = VAE.from_config({**plain.get_config(), "beta": 3.0})
-    heavy.set_weights(plain.get_weights())
+    for part in ("encoder", "decoder"):
+        getattr(heavy, part).set_weights(getattr(plain, part).get_weights())
     loss1, rec1, kl1 = (np.asarray(t) for t in plain.per_example_losses(images))
     loss3, rec3, kl3 = (np.asarray(t) for t in heavy.per_example_losses(images))
     np.testing.assert_allclose(rec1, rec3, rtol=1e-6)  # same seed, same noise
@@ -55,3 +56,18 @@ def test_model_fit_runs_the_same_train_step():
     history = vae.fit(images, epochs=2, batch_size=16, validation_data=(images,), verbose=0)
     assert set(history.history) >= {"loss", "reconstruction_loss", "kl_loss", "val_loss"}
     assert history.history["loss"][1] < history.history["loss"][0]
+
+
+def test_kl_warmup_raises_the_weight_linearly_to_beta():
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=2, hidden_dim=8, beta=2.0)
+    warmup = KLWarmup(epochs=4)
+    warmup.set_model(vae)
+    weights = []
+    for epoch in range(6):
+        warmup.on_epoch_begin(epoch)
+        weights.append(float(vae.kl_weight))
+    assert weights == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+    images = np.random.default_rng(0).random((2, 28, 28, 1)).astype("f4")
+    warmup.on_epoch_begin(1)
+    loss, reconstruction, kl = (np.asarray(t) for t in vae.per_example_losses(images))
+    np.testing.assert_allclose(loss, reconstruction + 0.5 * kl, rtol=1e-6)

@@ -5,29 +5,35 @@ import tensorflow as tf
 
 from conftest import synthetic_images
 from keras_vae.models import build_vae
-from keras_vae.training import Trainer, TrainingDiverged
+from keras_vae.training import Trainer, TrainingDiverged, make_optimizer
 
 
-def _train(strategy, images, initial_weights=None, epochs=2, optimizer=None, batch_size=8):
+def _train(strategy, images, initial_weights=None, epochs=2, optimizer=None, batch_size=8,
+           jit_compile=False):
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = build_vae("mlp", images.shape[1:], latent_dim=3, hidden_dim=16, seed=1)
-        model.compile(optimizer=optimizer or keras.optimizers.SGD(learning_rate=0.05))
+        model.compile(optimizer=optimizer or keras.optimizers.SGD(learning_rate=0.05),
+                      jit_compile=jit_compile)
         model.optimizer.build(model.trainable_variables)
     if initial_weights is not None:
-        model.set_weights(initial_weights)
-    initial = model.get_weights()
+        for variable, value in zip(model.trainable_variables, initial_weights, strict=True):
+            variable.assign(value)
+    initial = [v.numpy() for v in model.trainable_variables]
     trainer = Trainer(model, strategy, steps_per_execution=3, progress=False)
     history = trainer.fit(images, images[:20], epochs=epochs, batch_size=batch_size, seed=0)
-    return initial, model.get_weights(), history
+    return initial, [v.numpy() for v in model.trainable_variables], history
 
 
-def test_two_replicas_match_one_replica():
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_two_replicas_match_one_replica(jit_compile):
     images = synthetic_images(48, 12, 12)
-    initial, single_weights, single_history = _train(tf.distribute.get_strategy(), images)
+    initial, single_weights, single_history = _train(tf.distribute.get_strategy(), images,
+                                                     jit_compile=jit_compile)
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
-    _, mirrored_weights, mirrored_history = _train(mirrored, images, initial_weights=initial)
+    _, mirrored_weights, mirrored_history = _train(mirrored, images, initial_weights=initial,
+                                                   jit_compile=jit_compile)
     # Plain SGD: a gradient N times too large would show directly in the weights.
     for before, one, two in zip(initial, single_weights, mirrored_weights, strict=True):
         assert not np.allclose(before, one)
@@ -50,3 +56,18 @@ def test_non_finite_loss_stops_training():
     images = synthetic_images(32, 8, 8)
     with pytest.raises(TrainingDiverged, match="epoch 1"):
         _train(tf.distribute.get_strategy(), images, optimizer=keras.optimizers.SGD(1e12))
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_on_two_replicas(policy):
+    images = synthetic_images(64, 12, 12)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with mirrored.scope():  # the loss scale is a variable of the optimizer's own
+            optimizer = make_optimizer("adam", 1e-2, policy.removeprefix("mixed_"))
+        _, _, history = _train(mirrored, images, epochs=3, optimizer=optimizer, jit_compile=True)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
+    assert history[-1]["loss"] < 0.9 * history[0]["loss"]
