@@ -1,0 +1,147 @@
+"""Training throughput of keras_vae on synthetic MNIST-sized data, against the machine's matmul peak.
+
+    python benchmarks/throughput.py                       # mlp and conv, batch 128 and 1024
+    python benchmarks/throughput.py --arch mlp --batch-size 1024 --epochs 5
+
+Prints one machine-readable line per case, e.g.
+    arch=mlp batch=1024 jit=on images_per_s=... s_per_epoch=... peak_rss_mb=... flops_per_image=...
+    peak_fraction=... data_images_per_s=...
+and first `matmul_peak_gflops=...`, the fp32 matrix-multiply rate measured in the same run. Each case
+runs in a fresh process and times the training loop train.py uses (keras_vae.training.Trainer:
+strategy.run of VAE.train_step over the same tf.data pipeline): the median over the epochs after a
+warm-up epoch. FLOPs per image are counted from the layer shapes: forward multiply-adds x 2, and
+backward twice the forward.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+IMAGES = 60000
+IMAGE_SHAPE = (28, 28, 1)
+
+
+def matmul_peak_gflops(size=2048, repeats=10):
+    """The best fp32 matmul rate of this machine, in GFLOP/s (the best of `repeats` timings)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def flops_per_image(model):
+    """Training FLOPs per image (forward and backward) from the layer shapes of encoder and decoder."""
+    forward = 0
+    for network in (model.encoder, model.decoder):
+        for layer in network.layers:
+            kind = type(layer).__name__
+            if kind == "Dense":
+                forward += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+            elif kind in ("Conv2D", "Conv2DTranspose"):
+                kh, kw = layer.kernel_size
+                # A convolution computes at each output position, a transposed one at each input one.
+                spatial = layer.output.shape if kind == "Conv2D" else layer.input.shape
+                channels_in = layer.input.shape[-1]
+                forward += 2 * kh * kw * channels_in * layer.filters * spatial[1] * spatial[2]
+    return 3 * forward
+
+
+def synthetic_images(count, seed=0):
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, 256, size=(count, *IMAGE_SHAPE), dtype=np.uint8)
+
+
+def data_only_images_per_s(images, batch_size, steps=200):
+    """How fast the training input pipeline alone delivers images."""
+    from keras_vae import data
+
+    iterator = iter(data.training_dataset(images, batch_size, seed=0))
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(iterator)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def run_case(arch, batch_size, epochs, jit, steps_per_execution):
+    """Trains `epochs` epochs on synthetic data; returns the case's figures as a dict."""
+    import tensorflow as tf
+
+    from keras_vae.models import build_vae
+    from keras_vae.training import Trainer, make_optimizer, resolve_jit_compile
+
+    images = synthetic_images(IMAGES)
+    strategy = tf.distribute.get_strategy()
+    jit_compile = resolve_jit_compile(jit, arch)
+    model = build_vae(arch, IMAGE_SHAPE, seed=0)
+    model.compile(optimizer=make_optimizer("adam", 1e-3), jit_compile=jit_compile)
+    model.optimizer.build(model.trainable_variables)
+    epoch_seconds = []
+    trainer = Trainer(model, strategy, steps_per_execution, progress=False)
+    history = trainer.fit(images, images[:batch_size], epochs, batch_size, seed=0,
+                          on_epoch_end=lambda epoch, record: epoch_seconds.append(record["train_seconds"]))
+    steps = IMAGES // batch_size
+    seconds = statistics.median(epoch_seconds[1:] or epoch_seconds)
+    images_per_s = steps * batch_size / seconds
+    flops = flops_per_image(model)
+    return {
+        "arch": arch, "batch": batch_size, "jit": "on" if jit_compile else "off",
+        "images_per_s": round(images_per_s), "s_per_epoch": round(IMAGES / images_per_s, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "flops_per_image": flops, "achieved_gflops": round(flops * images_per_s / 1e9, 1),
+        "data_images_per_s": round(data_only_images_per_s(images, batch_size)),
+        "final_loss": round(history[-1]["loss"], 2),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--arch", choices=("mlp", "conv"), action="append",
+                        help="architecture(s) to time (default: both)")
+    parser.add_argument("--batch-size", type=int, action="append", help="batch size(s) (default: 128, 1024)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per case, the first a warm-up")
+    parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--steps-per-execution", type=int, default=10)
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case, in a child process
+    args = parser.parse_args()
+    if args.epochs < 1 or any(b < 1 for b in args.batch_size or []):
+        parser.error("--epochs and --batch-size must be positive")
+    if args.case:
+        print(json.dumps(run_case(**json.loads(args.case))))
+        return
+    peak = matmul_peak_gflops()
+    print(f"matmul_peak_gflops={peak:.1f}", flush=True)
+    for arch in args.arch or ["mlp", "conv"]:
+        for batch_size in args.batch_size or [128, 1024]:
+            case = {"arch": arch, "batch_size": batch_size, "epochs": args.epochs, "jit": args.jit_compile,
+                    "steps_per_execution": args.steps_per_execution}
+            child = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)],
+                                   capture_output=True, text=True)
+            if child.returncode != 0:
+                print(f"arch={arch} batch={batch_size} failed:\n{child.stderr[-3000:]}", file=sys.stderr)
+                sys.exit(1)
+            figures = json.loads(child.stdout.strip().splitlines()[-1])
+            figures["peak_fraction"] = round(figures["achieved_gflops"] / peak, 3)
+            print(" ".join(f"{key}={value}" for key, value in figures.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
