@@ -69,6 +69,10 @@ class Trainer:
         self._train_steps = train_steps
         self._evaluate = evaluate
 
+    def run_steps(self, iterator, count):
+        """Runs `count` training steps from a distributed `iterator`, reading nothing back."""
+        self._train_steps(iterator, tf.constant(count))
+
     def _results(self, prefix=""):
         # Every worker must read: reading a metric sums it across replicas (a collective op).
         return {prefix + m.name: float(m.result()) for m in self.model.metrics}
@@ -94,7 +98,7 @@ class Trainer:
         done, results = first_step, self._results()
         while done < steps:
             stop = self._next_stop(done, steps)
-            self._train_steps(iterator, tf.constant(stop - done))
+            self.run_steps(iterator, stop - done)
             where = f"step {stop}" if stop - done == 1 else f"one of steps {done + 1} to {stop}"
             done = stop
             results = self._results()
@@ -149,6 +153,7 @@ class Trainer:
         for callback in callbacks:
             callback.set_model(self.model)
         for epoch in range(first_epoch, epochs):
+            epoch_start = time.perf_counter()
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
             progbar = None
@@ -171,4 +176,7 @@ class Trainer:
                 self.backup.save(epoch + 1, 0, history)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, history[-1])
+            # Everything the epoch took: training, validation, backup, callbacks (after the backup,
+            # so a resumed run's history lacks it for the epochs before the interruption).
+            history[-1]["epoch_seconds"] = time.perf_counter() - epoch_start
         return history
