@@ -66,16 +66,22 @@ class Trainer:
             for batch in dataset:
                 strategy.run(model.test_step, args=(batch,))
 
+        @tf.function
+        def read_metrics():
+            return {m.name: m.result() for m in model.metrics}
+
         self._train_steps = train_steps
         self._evaluate = evaluate
+        self._read_metrics = read_metrics
 
     def run_steps(self, iterator, count):
         """Runs `count` training steps from a distributed `iterator`, reading nothing back."""
         self._train_steps(iterator, tf.constant(count))
 
     def _results(self, prefix=""):
-        # Every worker must read: reading a metric sums it across replicas (a collective op).
-        return {prefix + m.name: float(m.result()) for m in self.model.metrics}
+        # One compiled call for all metrics (it runs after every execution). Every worker must make
+        # it: reading a metric sums it across replicas, a collective op under multi-worker training.
+        return {prefix + name: float(value) for name, value in self._read_metrics().items()}
 
     def _reset(self):
         for metric in self.model.metrics:
