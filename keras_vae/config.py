@@ -56,17 +56,6 @@ class _Config:
         """Checks that involve more than one field; subclasses override."""
 
     @classmethod
-    def from_dict(cls, values):
-        """Builds a config from a mapping, rejecting keys that are not options."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise UserError(
-                f"Unknown option(s) {', '.join(unknown)}; known options: {', '.join(sorted(names))}."
-            )
-        return cls(**values)
-
-    @classmethod
     def from_args(cls, argv=None):
         """Parses command-line arguments; exits with status 2 and a usage message on bad input."""
         parser = argparse.ArgumentParser(description=cls.__doc__.splitlines()[0], allow_abbrev=False)
