@@ -123,7 +123,7 @@ def run_case(arch, batch_size, epochs, jit, steps_per_execution):
 
     images = synthetic_images(IMAGES)
     strategy = tf.distribute.get_strategy()
-    jit_compile = resolve_jit_compile(jit, arch)
+    jit_compile = resolve_jit_compile(jit)
     model = build_vae(arch, IMAGE_SHAPE, seed=0)
     model.compile(optimizer=make_optimizer("adam", 1e-3), jit_compile=jit_compile)
     model.optimizer.build(model.trainable_variables)

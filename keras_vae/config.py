@@ -121,8 +121,8 @@ class TrainConfig(_Config):
         10, "training steps run per call into TensorFlow (fewer Python round trips)", minimum=1
     )
     jit_compile: str = _option(
-        "auto", "XLA-compile each replica's forward and backward pass; auto = on for mlp, off for conv "
-        "(what measured faster on CPU)", choices=("auto", "on", "off"),
+        "auto", "XLA-compile each replica's forward and backward pass; auto = on when a GPU is visible "
+        "(on CPU it measured slower)", choices=("auto", "on", "off"),
     )
     mixed_precision: str = _option(
         "none", "compute in 16 bits with float32 weights and loss (bfloat16; or float16, with loss "

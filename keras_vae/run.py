@@ -106,7 +106,7 @@ def train(config):
         model = build_vae(config.arch, train_images.shape[1:], config.latent_dim, config.hidden_dim,
                           config.likelihood, config.beta, config.seed)
         optimizer = make_optimizer(config.optimizer, config.learning_rate, config.mixed_precision)
-        model.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(config.jit_compile, config.arch))
+        model.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(config.jit_compile))
         model.optimizer.build(model.trainable_variables)
 
     exported = run_dir / "export.json"
