@@ -11,7 +11,7 @@ import tensorflow as tf
 from keras_vae import data, distribute, export, plots
 from keras_vae.backup import RunBackup
 from keras_vae.errors import UserError
-from keras_vae.models import KLWarmup, build_vae, check_image_shape
+from keras_vae.models import KLWarmup, build_vae
 from keras_vae.training import Trainer, TrainingDiverged, make_optimizer, resolve_jit_compile
 
 SAMPLE_GRID_SIZE = 64
@@ -30,7 +30,7 @@ def _load_images(config):
     if val_images.shape[1:] != train_images.shape[1:]:
         raise UserError(f"Training images are {train_images.shape[1:]} but validation images are "
                         f"{val_images.shape[1:]}; use splits of one data set.")
-    check_image_shape(config.arch, train_images.shape[1:])
+    # Trainer.fit checks this too, but only after the run folder is written: fail before that.
     data.steps_per_epoch(len(train_images), config.batch_size)
     return train_images, val_images
 

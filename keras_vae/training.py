@@ -58,7 +58,7 @@ class Trainer:
         self.chief = distribute.is_chief(strategy)
         self.progress = progress and self.chief
         self.backup = backup
-        self.backup_every_steps = backup_every_steps
+        self._backup_every = backup_every_steps if backup is not None else 0
 
         @tf.function
         def train_steps(iterator, steps):
@@ -94,8 +94,8 @@ class Trainer:
     def _next_stop(self, done, steps):
         """The step at which the next execution must end: a backup point or the end of the epoch."""
         stop = min(done + self.steps_per_execution, steps)
-        if self.backup is not None and self.backup_every_steps:
-            stop = min(stop, (done // self.backup_every_steps + 1) * self.backup_every_steps)
+        if self._backup_every:
+            stop = min(stop, (done // self._backup_every + 1) * self._backup_every)
         return stop
 
     def train_epoch(self, iterator, steps, epoch, history, first_step=0, progbar=None):
@@ -123,8 +123,7 @@ class Trainer:
                 )
             if progbar is not None:
                 progbar.update(done, list(results.items()), finalize=False)
-            if self.backup is not None and self.backup_every_steps and done % self.backup_every_steps == 0 \
-                    and done < steps:
+            if self._backup_every and done % self._backup_every == 0 and done < steps:
                 self.backup.save(epoch, done, history)
         return results
 
