@@ -159,7 +159,7 @@ def run_evaluation_case(arch, k, images):
 
     model = build_vae(arch, IMAGE_SHAPE, seed=0)
     with tempfile.TemporaryDirectory() as root:
-        export.publish(root, model.encoder, model.decoder,
+        export.publish(root, model,
                        {"config.json": json_text.dumps({"likelihood": "bernoulli"})})
         exported = evaluate.ExportedVAE(root)
         log_likelihood = estimators.decoder_log_likelihood("bernoulli", exported.decode_logits)

@@ -238,3 +238,34 @@ def _with_options(dataset):
     # also made deleting the endless training iterator block for ~45 s at the end of training.
     options.autotune.enabled = False
     return dataset.with_options(options)
+
+
+class InMemoryImages:
+    """A training data source over uint8 images held in memory, for `keras_vae.training.Trainer`.
+
+    Args:
+        images: uint8 array [N, H, W, C].
+        batch_size: Global batch size.
+        seed: Seed of each epoch's order and of dynamic binarization.
+        binarize_mode: "none", "static" or "dynamic" (see `keras_vae.binarize`).
+
+    Raises:
+        UserError: if there is not one full batch.
+    """
+
+    def __init__(self, images, batch_size, seed=0, binarize_mode="none"):
+        self.steps_per_epoch = steps_per_epoch(len(images), batch_size)
+        self.image_shape = tuple(images.shape[1:])
+        self.images = images
+        self.batch_size = batch_size
+        self.seed = seed
+        self.binarize_mode = binarize_mode
+
+    def dataset(self, first_epoch=0, first_step=0):
+        """Endless global batches in [0, 1] from step `first_step` of epoch `first_epoch` on.
+
+        For `Model.fit`, pass `steps_per_epoch=self.steps_per_epoch`: Keras then keeps one iterator
+        over the epochs, and each epoch sees the same batches as under the `Trainer`.
+        """
+        dataset = training_dataset(self.images, self.batch_size, self.seed, first_epoch, self.binarize_mode)
+        return dataset.skip(first_step)

@@ -135,12 +135,12 @@ def _recover(root):
                 shutil.rmtree(temporary, ignore_errors=True)
 
 
-def publish(export_root, encoder, decoder, files=None, seed=0):
-    """Exports decoder and encoder as the next version, complete or not at all.
+def publish(export_root, vae, files=None, seed=0):
+    """Exports a VAE's decoder and encoder as the next version, complete or not at all.
 
     Args:
         export_root: The export root; versions go to `decoder/` and `encoder/` below it.
-        encoder, decoder: The Keras models to export.
+        vae: The `keras_vae.VAE` to export.
         files: Optional {file name: text} written into each version folder (config, metrics).
         seed: Seed of the example inputs used for the warm-up requests and to validate the export.
 
@@ -150,7 +150,7 @@ def publish(export_root, encoder, decoder, files=None, seed=0):
     root = Path(export_root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    modules = {"decoder": decoder_module(decoder, rng), "encoder": encoder_module(encoder, decoder, rng)}
+    modules = {"decoder": decoder_module(vae, rng), "encoder": encoder_module(vae, rng)}
     with _lock(root):
         _recover(root)
         version = 1 + max(versions(root / "decoder") + versions(root / "encoder") + [0])

@@ -1,6 +1,7 @@
 """Encoders, decoders and the VAE model."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
@@ -13,6 +14,9 @@ CONV_FILTERS = (32, 64)
 # (checkerboard artefacts), and on held-out MNIST (trained on test[:7000], selected on
 # test[7000:8000]) 4x4 reached a validation loss about 2 nats lower after 25 epochs.
 CONV_KERNEL = 4
+# Stateless random numbers differ between algorithms, and "auto_select" may pick another on other
+# hardware; a fixed one gives the same samples for the same seed on every machine and server.
+RANDOM_ALGORITHM = "philox"
 
 
 def check_image_shape(arch, image_shape):
@@ -78,12 +82,45 @@ def _global_count(images):
     return count
 
 
+def _checked_input(value, name, shape, unit_interval=False):
+    """`value` as a float32 tensor, after checking its static shape against `shape` (None: any size).
+
+    Catches the mistakes a user makes (a missing channel axis, 0-255 pixels) with a message that says
+    what to do, instead of a shape error from deep inside the network. The value-range check runs only
+    eagerly: in a graph (the serving signatures) `keras_vae.signatures` checks values in the graph.
+    """
+    tensor = tf.convert_to_tensor(value)
+    if tensor.dtype.is_integer and unit_interval:
+        raise ValueError(f"{name} must be floats in [0, 1]; got {tensor.dtype.name} values. Divide "
+                         "uint8 pixels by 255.")
+    expected = "[" + ", ".join("batch" if size is None else str(size) for size in shape) + "]"
+    actual = tensor.shape
+    mismatch = actual.rank is not None and (actual.rank != len(shape) or any(
+        want is not None and got is not None and want != got
+        for want, got in zip(shape, actual, strict=True)))
+    if mismatch:
+        raise ValueError(f"{name} must have shape {expected}; got {tuple(actual)}.")
+    tensor = tf.cast(tensor, tf.float32)
+    if unit_interval and tf.executing_eagerly() and tf.size(tensor) > 0:
+        low, high = float(tf.reduce_min(tensor)), float(tf.reduce_max(tensor))
+        if not (0.0 <= low and high <= 1.0):
+            raise ValueError(f"{name} must lie in [0, 1]; got values from {low} to {high}. Scale "
+                             "the pixels (e.g. divide uint8 images by 255).")
+    return tensor
+
+
 @keras.saving.register_keras_serializable(package="keras_vae")
 class VAE(keras.Model):
     """A variational autoencoder: loss per image = reconstruction + beta * KL(q(z|x) || N(0, I)).
 
-    Works with `Model.fit` and with the distribution-aware loop in `keras_vae.training`, which calls
+    Use `encode`, `decode`, `sample` and `reconstruct` on images in [0, 1] of shape [batch, H, W, C];
+    the exported serving signatures, the sample grids and evaluation call these same methods. Training
+    works with `Model.fit` and with the distribution-aware loop in `keras_vae.training`, which runs
     `train_step` and `test_step` through `strategy.run`.
+
+    Calling the model, `vae(images)`, returns the per-pixel *logits* of a reconstruction through one
+    random posterior sample z ~ q(z | x), as the training loss sees it; `reconstruct` gives the
+    deterministic reconstruction in [0, 1].
 
     Args:
         encoder: Model mapping images to `[mean, log_var]`.
@@ -119,8 +156,58 @@ class VAE(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
 
+    @property
+    def image_shape(self):
+        """(height, width, channels) of the images the model takes."""
+        return tuple(self.encoder.input_shape[1:])
+
+    @property
+    def latent_dim(self):
+        return self.decoder.input_shape[-1]
+
+    def encode(self, images):
+        """The posterior q(z | x) of images in [0, 1], [batch, H, W, C]: (mean, log_var), float32.
+
+        Raises:
+            ValueError: for images of another shape, or (when run eagerly) outside [0, 1].
+        """
+        images = _checked_input(images, "images", (None, *self.image_shape), unit_interval=True)
+        mean, log_var = self.encoder(images, training=False)
+        return ops.cast(mean, "float32"), ops.cast(log_var, "float32")
+
+    def decode_logits(self, z):
+        """Per-pixel logits [batch, H, W, C], float32, of latents z [batch, latent_dim]."""
+        z = _checked_input(z, "z", (None, self.latent_dim))
+        return ops.cast(self.decoder(z, training=False), "float32")
+
+    def decode(self, z):
+        """Images in [0, 1], [batch, H, W, C], decoded from latents z [batch, latent_dim]."""
+        return ops.sigmoid(self.decode_logits(z))
+
+    def sample(self, n, seed=None):
+        """n images decoded from z ~ N(0, I).
+
+        The same `seed` gives the same images here and from the exported decoder's `sample` signature,
+        on every machine (stateless Philox draws). Without a seed, one is drawn from NumPy's global
+        generator, which `keras.utils.set_random_seed` seeds.
+
+        Raises:
+            ValueError: if `n` is not a positive whole number.
+        """
+        if isinstance(n, (int, np.integer)) and (isinstance(n, bool) or n < 1):
+            raise ValueError(f"n must be a whole number of images, at least 1; got {n!r}.")
+        if seed is None:
+            seed = int(np.random.randint(2**31))
+        key = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
+        z = tf.random.stateless_normal(tf.stack([n, self.latent_dim]), key, alg=RANDOM_ALGORITHM)
+        return self.decode(z)
+
+    def reconstruct(self, images):
+        """The decoding of the posterior mean of images in [0, 1]: deterministic, in [0, 1]."""
+        return self.decode(self.encode(images)[0])
+
     def call(self, images, training=False):
-        """Returns the logits of a reconstruction through one posterior sample."""
+        """The logits of a reconstruction through one random posterior sample (see the class doc)."""
         mean, log_var = self.encoder(images, training=training)
         return self.decoder(self.sampling([mean, log_var]), training=training)
 
@@ -178,22 +265,6 @@ class VAE(keras.Model):
         for name in ("encoder", "decoder"):
             config[name] = keras.saving.deserialize_keras_object(config[name])
         return cls(**config)
-
-
-class KLWarmup(keras.callbacks.Callback):
-    """Raises a VAE's KL weight linearly from 0 to its `beta` over the first `epochs` epochs.
-
-    Epoch e (from 0) trains with weight beta * min(1, e / epochs). Works with `Model.fit` and with
-    `keras_vae.training.Trainer`, which calls `on_epoch_begin` too.
-    """
-
-    def __init__(self, epochs):
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        fraction = min(1.0, epoch / self.epochs) if self.epochs else 1.0
-        self.model.kl_weight.assign(self.model.beta * fraction)
 
 
 def build_vae(arch, image_shape, latent_dim=20, hidden_dim=400, likelihood="bernoulli", beta=1.0,

@@ -1,20 +1,22 @@
 """A whole training run as `train.py` performs it: data, strategy, model, backups, training, export."""
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae import data, distribute, export, plots
+from keras_vae import data, distribute, export
 from keras_vae.backup import RunBackup
+from keras_vae.callbacks import KLWarmup, SampleGrid, TensorBoardImages
 from keras_vae.errors import UserError
-from keras_vae.models import KLWarmup, build_vae
+from keras_vae.models import build_vae
 from keras_vae.training import Trainer, TrainingDiverged, make_optimizer, resolve_jit_compile
 
-SAMPLE_GRID_SIZE = 64
 RECONSTRUCTION_COUNT = 8
 
 
@@ -46,49 +48,53 @@ def _check_run_dir(config, run_dir):
         raise UserError(f"{saved} is damaged ({error}); start over with --restart.")
 
 
-def _epoch_end_writer(config, model, run_dir, val_images):
-    """Returns the on_epoch_end callback of the chief: sample grids and TensorBoard summaries.
+def _callbacks(config, run_dir, val_images, chief):
+    """The run's callbacks: KL warm-up on every worker; pictures and TensorBoard on the chief."""
+    callbacks = [KLWarmup(config.kl_warmup_epochs)] if config.kl_warmup_epochs else []
+    if not chief:
+        return callbacks
+    if config.sample_every:
+        callbacks.append(SampleGrid(run_dir / "samples", config.sample_every, seed=config.seed))
+    if config.tensorboard:
+        log_dir = run_dir / "tensorboard"
+        originals = val_images[:RECONSTRUCTION_COUNT].astype(np.float32) / 255.0
+        callbacks += [keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
+                      TensorBoardImages(log_dir, originals, config.sample_every or config.epochs,
+                                        seed=config.seed)]
+    return callbacks
 
-    Every `sample_every` epochs (and after the last) it writes a grid of samples from fixed latents;
-    with `--tensorboard` it also logs every epoch's metrics, and those samples with reconstructions
-    of the first validation images (originals above reconstructions from the posterior means).
+
+def _save_keras_file(model, path, chief):
+    """Writes the whole VAE to `path` (a .keras file) in one rename, so a kill leaves no half file.
+
+    Every worker saves, because reading the metrics' variables is a collective under multi-worker
+    training; only the chief's file is kept.
     """
-    z = np.random.default_rng(config.seed).standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
-    z = tf.constant(z, tf.float32)
-    originals = tf.constant(val_images[:RECONSTRUCTION_COUNT], tf.float32) / 255.0
-    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if config.tensorboard else None
-
-    def decode(latents):
-        return tf.sigmoid(tf.cast(model.decoder(latents, training=False), tf.float32)).numpy()
-
-    def on_epoch_end(epoch, record):
-        step = epoch + 1
-        pictures = config.sample_every and (step % config.sample_every == 0 or step == config.epochs)
-        samples = decode(z) if pictures else None
-        if samples is not None:
-            plots.save_image_grid(samples, run_dir / "samples" / f"epoch_{step:03d}.png")
-        if writer is None:
-            return
-        with writer.as_default(step=step):
-            for name, value in record.items():
-                if name != "epoch":
-                    tf.summary.scalar(name, value)
-            if samples is not None:
-                reconstructions = decode(model.encoder(originals, training=False)[0])
-                pairs = np.concatenate([originals.numpy(), reconstructions])
-                tf.summary.image("samples", plots.image_grid(samples)[None])
-                tf.summary.image("reconstructions", plots.image_grid(pairs, RECONSTRUCTION_COUNT)[None])
-        writer.flush()
-
-    return on_epoch_end
+    staged = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    if not chief:
+        staged = Path(tempfile.mkdtemp(prefix="keras_vae-worker-")) / path.name
+    try:
+        model.save(staged)
+        if chief:
+            os.replace(staged, path)
+    finally:
+        if chief:
+            staged.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(staged.parent, ignore_errors=True)
 
 
-def train(config):
+def train(config, callbacks=()):
     """Trains (or resumes) a VAE as `config` says, exports it, and returns a summary dict.
 
-    Writes `config.json`, `metrics.json`, backups and sample grids to `config.run_dir`, and the decoder
-    and encoder to `config.export_dir`; under multi-worker training only the chief writes them.
-    Everything that can be wrong with the options or the data is checked before anything is written.
+    Writes `config.json`, `metrics.json`, `model.keras`, backups and sample grids to `config.run_dir`,
+    and the decoder and encoder to `config.export_dir`; under multi-worker training only the chief
+    writes them. Everything that can be wrong with the options or the data is checked before anything
+    is written.
+
+    Args:
+        config: A `keras_vae.config.TrainConfig`.
+        callbacks: More Keras callbacks for the training loop (e.g. `keras.callbacks.CSVLogger`).
     """
     if config.check_numerics:
         tf.debugging.enable_check_numerics()
@@ -121,13 +127,12 @@ def train(config):
     backup = RunBackup(run_dir / "backup", model, chief)
     trainer = Trainer(model, strategy, config.steps_per_execution, config.progress, backup,
                       config.backup_every_steps)
+    train_data = data.InMemoryImages(train_images, config.batch_size, config.seed, config.binarize)
+    val_dataset = data.evaluation_dataset(val_images, config.batch_size, config.binarize)
     try:
-        history = trainer.fit(
-            train_images, val_images, config.epochs, config.batch_size, config.seed,
-            on_epoch_end=_epoch_end_writer(config, model, run_dir, val_images) if chief else None,
-            resume=not config.restart, binarize_mode=config.binarize,
-            callbacks=[KLWarmup(config.kl_warmup_epochs)] if config.kl_warmup_epochs else (),
-        )
+        history = trainer.fit(train_data, val_dataset, config.epochs,
+                              [*_callbacks(config, run_dir, val_images, chief), *callbacks],
+                              resume=not config.restart)
     except tf.errors.InvalidArgumentError as error:
         if not config.check_numerics:
             raise
@@ -143,10 +148,14 @@ def train(config):
     # The optimizer's step count proves that a resumed run neither replayed nor skipped a batch.
     summary = {"final": history[-1], "history": history, "steps": int(model.optimizer.iterations.numpy()),
                "version": None}
+    # Every worker reads this (the run folder is shared), as every worker must take part in the save.
+    done = json.loads(exported.read_text()) if exported.exists() else {}
+    finished = done.get("epochs") == len(history)
+    if not finished:
+        _save_keras_file(model, run_dir / "model.keras", chief)
     if not chief:
         return summary
-    done = json.loads(exported.read_text()) if exported.exists() else {}
-    if done.get("epochs") == len(history):
+    if finished:
         summary["version"] = done["version"]
         print(f"This run is already finished and exported as version {done['version']}; "
               "use --restart to train again, or a larger --epochs to train on.")
@@ -154,8 +163,7 @@ def train(config):
     metrics_text = json.dumps(summary, indent=2) + "\n"
     (run_dir / "metrics.json").write_text(metrics_text)
     files = {"config.json": json.dumps(config.to_dict(), indent=2) + "\n", "metrics.json": metrics_text}
-    summary["version"] = export.publish(config.export_dir, model.encoder, model.decoder, files,
-                                        seed=config.seed)
+    summary["version"] = export.publish(config.export_dir, model, files, seed=config.seed)
     exported.write_text(json.dumps({"version": summary["version"], "epochs": len(history)}) + "\n")
     final = history[-1]
     print(f"Exported version {summary['version']} to {config.export_dir}/{{decoder,encoder}}/; "

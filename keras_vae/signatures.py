@@ -14,9 +14,6 @@ import tensorflow as tf
 
 # The largest `n` the `sample` signature accepts, so one request cannot exhaust a server's memory.
 MAX_SAMPLES = 10_000
-# Stateless random numbers differ between algorithms, and "auto_select" may pick another on other
-# hardware; a fixed one gives the same images for the same seed on every server.
-RANDOM_ALGORITHM = "philox"
 
 
 def _shape_text(shape):
@@ -76,34 +73,32 @@ class ServingModule(tf.Module):
         self.examples = {name: example for name, (_, _, example) in functions.items()}
 
 
-def decoder_module(decoder, rng):
-    """Wraps a decoder; `rng` draws the example latents.
+def decoder_module(vae, rng):
+    """Wraps a VAE's decoder; `rng` draws the example latents.
 
     Signatures: serving_default(z [batch, latent] float32) -> {images: [batch, H, W, C] in [0, 1]};
     logits(z) -> {logits: [batch, H, W, C]}, for exact log-likelihoods (see keras_vae.losses);
     sample(n int32, seed int64) -> {images}: n images from z ~ N(0, I), the same for the same seed.
     """
-    latent_dim = decoder.input_shape[-1]
+    latent_dim = vae.latent_dim
 
     def logits(z):
-        z = checked(z, "z", [None, latent_dim])
-        return {"logits": tf.cast(decoder(z, training=False), tf.float32)}
+        return {"logits": vae.decode_logits(checked(z, "z", [None, latent_dim]))}
 
     def serve(z):
-        return {"images": tf.sigmoid(logits(z)["logits"])}
+        return {"images": vae.decode(checked(z, "z", [None, latent_dim]))}
 
     def sample(n, seed):
         n_check = tf.debugging.Assert(
             tf.logical_and(n >= 1, n <= MAX_SAMPLES), [f"n must be between 1 and {MAX_SAMPLES}; got", n]
         )
         with tf.control_dependencies([n_check]):
-            key = tf.stack([seed, tf.constant(0, tf.int64)])
-        z = tf.random.stateless_normal([n, latent_dim], key, alg=RANDOM_ALGORITHM)
-        return serve(z)
+            n = tf.identity(n)
+        return {"images": vae.sample(n, seed)}
 
     z_spec = [tf.TensorSpec([None, latent_dim], tf.float32, name="z")]
     z_example = {"z": rng.standard_normal((3, latent_dim)).astype(np.float32)}
-    return ServingModule([decoder], {
+    return ServingModule([vae.decoder], {
         "serving_default": (serve, z_spec, z_example),
         "logits": (logits, z_spec, z_example),
         "sample": (sample, [tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([], tf.int64, name="seed")],
@@ -111,25 +106,24 @@ def decoder_module(decoder, rng):
     })
 
 
-def encoder_module(encoder, decoder, rng):
-    """Wraps an encoder and its decoder; `rng` draws the example images.
+def encoder_module(vae, rng):
+    """Wraps a VAE's encoder, with its decoder for `reconstruct`; `rng` draws the example images.
 
     Signatures: serving_default(images [batch, H, W, C] in [0, 1]) -> {mean, log_var} [batch, latent];
     reconstruct(images) -> {images}: the decoding of the posterior mean, in [0, 1].
     """
-    image_shape = [None, *encoder.input_shape[1:]]
+    image_shape = [None, *vae.image_shape]
 
     def encode(images):
-        mean, log_var = encoder(checked(images, "images", image_shape, unit_interval=True), training=False)
-        return {"mean": tf.cast(mean, tf.float32), "log_var": tf.cast(log_var, tf.float32)}
+        mean, log_var = vae.encode(checked(images, "images", image_shape, unit_interval=True))
+        return {"mean": mean, "log_var": log_var}
 
     def reconstruct(images):
-        logits = decoder(encode(images)["mean"], training=False)
-        return {"images": tf.sigmoid(tf.cast(logits, tf.float32))}
+        return {"images": vae.reconstruct(checked(images, "images", image_shape, unit_interval=True))}
 
     spec = [tf.TensorSpec(image_shape, tf.float32, name="images")]
     example = {"images": rng.random((3, *image_shape[1:])).astype(np.float32)}
-    return ServingModule([encoder, decoder], {
+    return ServingModule([vae.encoder, vae.decoder], {
         "serving_default": (encode, spec, example),
         "reconstruct": (reconstruct, spec, example),
     })

@@ -11,7 +11,7 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_vae import data, distribute
+from keras_vae import distribute
 from keras_vae.errors import UserError
 
 
@@ -98,16 +98,18 @@ class Trainer:
             stop = min(stop, (done // self._backup_every + 1) * self._backup_every)
         return stop
 
-    def train_epoch(self, iterator, steps, epoch, history, first_step=0, progbar=None):
+    def train_epoch(self, iterator, steps, epoch, history, callbacks, first_step=0):
         """Runs steps `first_step` to `steps` of `epoch`; returns the epoch's mean metrics.
 
-        From a step other than 0 the metrics carry on from their restored running sums.
+        From a step other than 0 the metrics carry on from their restored running sums. `callbacks`
+        (a `CallbackList`) hear of each execution, as under `Model.fit` with `steps_per_execution`.
         """
         if first_step == 0:
             self._reset()
         done, results = first_step, self._results()
         while done < steps:
             stop = self._next_stop(done, steps)
+            callbacks.on_train_batch_begin(done)
             self.run_steps(iterator, stop - done)
             where = f"step {stop}" if stop - done == 1 else f"one of steps {done + 1} to {stop}"
             done = stop
@@ -121,71 +123,69 @@ class Trainer:
                     + "Lower --learning-rate, check the data for NaN or Inf, or rerun with "
                     "--check-numerics --steps-per-execution 1 to find the op."
                 )
-            if progbar is not None:
-                progbar.update(done, list(results.items()), finalize=False)
+            callbacks.on_train_batch_end(done - 1, results)
             if self._backup_every and done % self._backup_every == 0 and done < steps:
                 self.backup.save(epoch, done, history)
         return results
 
-    def evaluate(self, dataset):
+    def evaluate(self, dataset, callbacks=None):
         """Evaluates on a distributed dataset; returns mean metrics prefixed with `val_`."""
+        if callbacks is not None:
+            callbacks.on_test_begin()
         self._reset()
         self._evaluate(dataset)
-        return self._results(prefix="val_")
+        results = self._results()
+        if callbacks is not None:
+            callbacks.on_test_end(results)
+        return {f"val_{name}": value for name, value in results.items()}
 
-    def fit(self, train_images, val_images, epochs, batch_size, seed, on_epoch_end=None, resume=True,
-            binarize_mode="none", callbacks=()):
+    def fit(self, train_data, val_dataset, epochs, callbacks=(), resume=True):
         """Trains until `epochs` epochs are done, resuming from the backup if there is one.
 
         Args:
-            train_images, val_images: uint8 arrays [N, H, W, C].
+            train_data: A training data source (see `keras_vae.data.InMemoryImages`): its
+                `steps_per_epoch`, and `dataset(first_epoch, first_step)`, the endless global batches
+                from that position on, each epoch in an order that depends only on the epoch.
+            val_dataset: A finite `tf.data.Dataset` of global validation batches.
             epochs: Total number of epochs, including those done before a resume.
-            batch_size: Global batch size.
-            seed: Seed of the data order.
-            on_epoch_end: Optional callable(epoch_index, record).
+            callbacks: Keras callbacks, called as `Model.fit` calls them (a progress bar is added on
+                the chief). A callback that sets `model.stop_training` ends training after the epoch.
             resume: Whether to continue from the newest backup (False: start over).
-            binarize_mode: "none", "static" or "dynamic" (see `keras_vae.binarize`).
-            callbacks: Keras callbacks whose `on_epoch_begin` is called (e.g. `KLWarmup`).
 
         Returns:
             The history: one dict of metrics per epoch, from the first epoch of the run.
         """
-        steps = data.steps_per_epoch(len(train_images), batch_size)
+        steps = train_data.steps_per_epoch
         restored = self.backup.restore() if self.backup is not None and resume else None
         first_epoch, first_step, history = restored or (0, 0, [])
         if restored and self.chief:
             print(f"Resuming from the backup at epoch {first_epoch + 1}, step {first_step}.")
         distribute_dataset = self.strategy.experimental_distribute_dataset
-        train_dataset = data.training_dataset(train_images, batch_size, seed, first_epoch, binarize_mode)
-        iterator = iter(distribute_dataset(train_dataset.skip(first_step)))
-        val_dataset = distribute_dataset(data.evaluation_dataset(val_images, batch_size, binarize_mode))
-        for callback in callbacks:
-            callback.set_model(self.model)
+        iterator = iter(distribute_dataset(train_data.dataset(first_epoch, first_step)))
+        val_dataset = distribute_dataset(val_dataset)
+        # verbose 2 is Keras' one line per epoch; only the chief reports.
+        callbacks = keras.callbacks.CallbackList(
+            list(callbacks), add_progbar=self.chief, model=self.model,
+            verbose=1 if self.progress else 2, epochs=epochs, steps=steps,
+        )
+        self.model.stop_training = False
+        callbacks.on_train_begin()
         for epoch in range(first_epoch, epochs):
             epoch_start = time.perf_counter()
-            for callback in callbacks:
-                callback.on_epoch_begin(epoch)
-            progbar = None
-            if self.progress:
-                print(f"Epoch {epoch + 1}/{epochs}")
-                names = [m.name for m in self.model.metrics]
-                progbar = keras.utils.Progbar(steps, stateful_metrics=names + [f"val_{n}" for n in names])
-            start = time.perf_counter()
+            callbacks.on_epoch_begin(epoch)
             first = first_step if epoch == first_epoch else 0
-            train = self.train_epoch(iterator, steps, epoch, history, first, progbar)
+            start = time.perf_counter()
+            train = self.train_epoch(iterator, steps, epoch, history, callbacks, first)
             seconds = time.perf_counter() - start
-            val = self.evaluate(val_dataset)
-            if progbar is not None:
-                progbar.update(steps, list({**train, **val}.items()), finalize=True)
-            elif self.chief:
-                shown = " - ".join(f"{k}: {v:.4f}" for k, v in {**train, **val}.items())
-                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {shown}", flush=True)
+            val = self.evaluate(val_dataset, callbacks)
             history.append({"epoch": epoch + 1, **train, **val, "train_seconds": seconds})
             if self.backup is not None:
                 self.backup.save(epoch + 1, 0, history)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, history[-1])
+            callbacks.on_epoch_end(epoch, {**train, **val})
             # Everything the epoch took: training, validation, backup, callbacks (after the backup,
             # so a resumed run's history lacks it for the epochs before the interruption).
             history[-1]["epoch_seconds"] = time.perf_counter() - epoch_start
+            if self.model.stop_training:
+                break
+        callbacks.on_train_end(history[-1] if history else None)
         return history

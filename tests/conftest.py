@@ -74,5 +74,5 @@ def published(tiny_vae, tmp_path_factory):
     from keras_vae import export
 
     root = tmp_path_factory.mktemp("published")
-    export.publish(root, tiny_vae.encoder, tiny_vae.decoder, {"config.json": "{}\n"})
+    export.publish(root, tiny_vae, {"config.json": "{}\n"})
     return root

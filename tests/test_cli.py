@@ -27,8 +27,11 @@ def test_train_then_sample(idx_dir, tmp_path):
     assert matplotlib.image.imread(tmp_path / "runs/default/samples/epoch_001.png").shape[:2] == (
         242, 242)  # 64 images of 28 px in an 8x8 grid with 2 px gaps
 
-    tags = _tensorboard_tags(tmp_path / "runs/default/tensorboard")
-    assert {"loss", "val_loss", "kl_loss", "val_reconstruction_loss", "samples", "reconstructions"} <= tags
+    # keras.callbacks.TensorBoard's layout: training scalars in train/, validation in validation/.
+    board = tmp_path / "runs/default/tensorboard"
+    assert {"epoch_loss", "epoch_kl_loss", "samples", "reconstructions"} <= _tensorboard_tags(board / "train")
+    assert {"epoch_loss", "epoch_reconstruction_loss"} <= _tensorboard_tags(board / "validation")
+    assert (tmp_path / "runs/default/model.keras").is_file()
 
     result = run_script("sample.py", "--n", "10", "--out", "grid.png", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

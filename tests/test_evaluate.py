@@ -103,7 +103,7 @@ def _publish(root, latent_dim, likelihood="bernoulli", history=True):
         records = [{"epoch": e, **{f"{p}{m}": 100.0 / e for p in ("", "val_")
                                    for m in ("loss", "reconstruction_loss", "kl_loss")}} for e in (1, 2, 3)]
         files["metrics.json"] = json.dumps({"final": records[-1], "history": records})
-    export.publish(root, vae.encoder, vae.decoder, files)
+    export.publish(root, vae, files)
     return root
 
 
@@ -152,14 +152,14 @@ def test_evaluate_user_errors(idx_dir, tmp_path):
     with pytest.raises(UserError, match="No exported model.*--export-dir"):
         run()
     vae = build_vae("mlp", (28, 28, 1), latent_dim=2, hidden_dim=8)
-    export.publish(tmp_path, vae.encoder, vae.decoder, {"config.json": "{}"})
+    export.publish(tmp_path, vae, {"config.json": "{}"})
     with pytest.raises(UserError, match="does not name the likelihood"):
         run()
     _publish(tmp_path, latent_dim=2)
     with pytest.raises(UserError, match="No version 7"):
         run(version=7)
     small = build_vae("mlp", (12, 12, 1), latent_dim=2, hidden_dim=8)
-    export.publish(tmp_path / "small", small.encoder, small.decoder,
+    export.publish(tmp_path / "small", small,
                    {"config.json": '{"likelihood": "bernoulli"}'})
     with pytest.raises(UserError, match=r"shape \(28, 28, 1\).*takes \(12, 12, 1\)"):
         run(export_dir=str(tmp_path / "small"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae import export, signatures
+from keras_vae import export, models
 from keras_vae.models import build_vae
 
 # Runs in a fresh interpreter with nothing of this project importable.
@@ -33,7 +33,7 @@ def vae():
 
 
 def test_round_trip_in_a_process_without_the_project(vae, tmp_path):
-    version = export.publish(tmp_path / "models", vae.encoder, vae.decoder, {"config.json": "{}"})
+    version = export.publish(tmp_path / "models", vae, {"config.json": "{}"})
     assert version == 1
     rng = np.random.default_rng(1)
     z, x = rng.standard_normal((7, 6)).astype("f4"), rng.random((5, 28, 28, 1)).astype("f4")
@@ -106,7 +106,7 @@ def test_saved_model_cli_shows_and_runs_the_signatures(published, tiny_vae, tmp_
 
     assert done["sample"][1] == 0, done["sample"][0][1][-2000:]
     sampled = np.load(tmp_path / "images.npy")
-    z = tf.random.stateless_normal([3, 4], [7, 0], alg=signatures.RANDOM_ALGORITHM)
+    z = tf.random.stateless_normal([3, 4], [7, 0], alg=models.RANDOM_ALGORITHM)
     np.testing.assert_allclose(sampled, tf.sigmoid(tiny_vae.decoder(z)).numpy(), atol=1e-6)
 
 

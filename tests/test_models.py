@@ -2,8 +2,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_vae.callbacks import KLWarmup
 from keras_vae.errors import UserError
-from keras_vae.models import VAE, KLWarmup, build_vae
+from keras_vae.models import VAE, build_vae
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])

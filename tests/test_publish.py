@@ -37,7 +37,7 @@ KILL_AT = textwrap.dedent("""
 
     setattr(module, attribute, kill_at_call)
     vae = build_vae("mlp", (28, 28, 1), latent_dim=4, hidden_dim=16, seed=0)
-    export.publish(root, vae.encoder, vae.decoder)
+    export.publish(root, vae)
 """)
 
 
@@ -55,14 +55,14 @@ def _layout(root):
 
 
 def test_two_publishes_give_versions_1_and_2_for_both_models(tiny_vae, tmp_path):
-    assert export.publish(tmp_path, tiny_vae.encoder, tiny_vae.decoder) == 1
-    assert export.publish(tmp_path, tiny_vae.encoder, tiny_vae.decoder) == 2
+    assert export.publish(tmp_path, tiny_vae) == 1
+    assert export.publish(tmp_path, tiny_vae) == 2
     assert _layout(tmp_path) == {"decoder": ([1, 2], 0), "encoder": ([1, 2], 0)}
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_failure_at_any_stage_leaves_no_numbered_folder(stage, tiny_vae, tmp_path, monkeypatch):
-    export.publish(tmp_path, tiny_vae.encoder, tiny_vae.decoder)
+    export.publish(tmp_path, tiny_vae)
     before = _snapshot(tmp_path)
     target, call = STAGES[stage]
     module_name, attribute = target.split(".")
@@ -77,18 +77,18 @@ def test_a_failure_at_any_stage_leaves_no_numbered_folder(stage, tiny_vae, tmp_p
 
     monkeypatch.setattr(module, attribute, fail_at_call)
     with pytest.raises(RuntimeError, match="injected failure"):
-        export.publish(tmp_path, tiny_vae.encoder, tiny_vae.decoder)
+        export.publish(tmp_path, tiny_vae)
     monkeypatch.undo()
     assert _layout(tmp_path) == {"decoder": ([1], 0), "encoder": ([1], 0)}
     assert _snapshot(tmp_path) == before
-    assert export.publish(tmp_path, tiny_vae.encoder, tiny_vae.decoder) == 2
+    assert export.publish(tmp_path, tiny_vae) == 2
 
 
 def test_a_kill_at_any_stage_leaves_earlier_versions_and_the_next_publish_intact(tiny_vae, tmp_path):
     roots = {stage: tmp_path / stage.replace(" ", "_") for stage in STAGES}
     before = {}
     for stage, root in roots.items():
-        export.publish(root, tiny_vae.encoder, tiny_vae.decoder)
+        export.publish(root, tiny_vae)
         before[stage] = _snapshot(root)
     # One process per stage, all at once: each spends most of its time importing TensorFlow.
     jobs = {stage: subprocess.Popen(
@@ -114,6 +114,6 @@ def test_a_kill_at_any_stage_leaves_earlier_versions_and_the_next_publish_intact
             assert [versions for versions, _ in layout.values()] == [[1], [1]], (stage, layout)
             assert sum(temporaries for _, temporaries in layout.values()) >= 1, (stage, layout)
             expected_version, expected_versions = 2, [1, 2]
-        assert export.publish(root, tiny_vae.encoder, tiny_vae.decoder) == expected_version, stage
+        assert export.publish(root, tiny_vae) == expected_version, stage
         assert _layout(root) == {name: (expected_versions, 0) for name in export.MODELS}, stage
         assert len(export.read_warmup(root / "encoder/2")) == 2

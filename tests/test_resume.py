@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, run_script, synthetic_images
+from keras_vae import data
 from keras_vae.backup import RunBackup
 from keras_vae.models import build_vae
 from keras_vae.training import Trainer, TrainingDiverged
@@ -120,10 +121,11 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
     backup = RunBackup(tmp_path / "backup", model)
     strategy = tf.distribute.get_strategy()
     trainer = Trainer(model, strategy, steps_per_execution=1, progress=False, backup=backup)
-    trainer.fit(images, images, epochs=1, batch_size=16, seed=0)
+    train_data, val_dataset = data.InMemoryImages(images, 16), data.evaluation_dataset(images, 16)
+    trainer.fit(train_data, val_dataset, epochs=1)
     model.optimizer.learning_rate.assign(1e12)  # a restore would reset it: go on without one
     with pytest.raises(TrainingDiverged, match=r"epoch 1, at step 2\. .*ckpt-1"):
-        trainer.fit(images, images, epochs=2, batch_size=16, seed=0, resume=False)
+        trainer.fit(train_data, val_dataset, epochs=2, resume=False)
     epoch, step, history = RunBackup(tmp_path / "backup", model).restore()
     assert (epoch, step, len(history)) == (1, 0, 1)
     assert all(np.isfinite(w).all() for w in model.get_weights())  # restored from the good backup

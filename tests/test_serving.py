@@ -287,7 +287,7 @@ def real_server(tiny_vae, tmp_path_factory):
         pytest.skip("needs TensorFlow Serving: tensorflow_model_server is not on PATH and TF_SERVING_URL "
                     "(e.g. http://127.0.0.1:8501, with TF_SERVING_GRPC=127.0.0.1:8500) is not set")
     root = tmp_path_factory.mktemp("served")
-    export.publish(root, tiny_vae.encoder, tiny_vae.decoder)
+    export.publish(root, tiny_vae)
     config = root / "models.config"
     config.write_text((REPO / "serving/models.config").read_text().replace('"/models/', f'"{root}/'))
     rest, grpc_port = _free_port(), _free_port()
@@ -343,7 +343,7 @@ def test_real_server_rolls_to_a_newly_published_version(real_server, tiny_vae):
     url, _, root = real_server
     if root is None:
         pytest.skip("TF_SERVING_URL is set without TF_SERVING_EXPORT_DIR, the export root it serves")
-    version = export.publish(root, tiny_vae.encoder, tiny_vae.decoder)
+    version = export.publish(root, tiny_vae)
     client = serving.RestClient(url)
     _wait_until_available(client, version)
     images = client.predict("decoder", {"n": 2, "seed": 1}, signature_name="sample", version=version)

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import synthetic_images
+from keras_vae import data
 from keras_vae.models import build_vae
 from keras_vae.training import Trainer, TrainingDiverged, make_optimizer
 
@@ -21,7 +22,8 @@ def _train(strategy, images, initial_weights=None, epochs=2, optimizer=None, bat
             variable.assign(value)
     initial = [v.numpy() for v in model.trainable_variables]
     trainer = Trainer(model, strategy, steps_per_execution=3, progress=False)
-    history = trainer.fit(images, images[:20], epochs=epochs, batch_size=batch_size, seed=0)
+    history = trainer.fit(data.InMemoryImages(images, batch_size, seed=0),
+                          data.evaluation_dataset(images[:20], batch_size), epochs=epochs)
     return initial, [v.numpy() for v in model.trainable_variables], history
 
 

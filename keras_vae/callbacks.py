@@ -1,0 +1,100 @@
+"""Keras callbacks for VAE training: KL warm-up, sample grids and TensorBoard pictures.
+
+Each works under `Model.fit` and under `keras_vae.training.Trainer`, which drives callbacks through
+`keras.callbacks.CallbackList` with the same protocol (train, epoch and per-execution batch events).
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vae import plots
+
+SAMPLE_GRID_SIZE = 64
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """Raises a VAE's KL weight linearly from 0 to its `beta` over the first `epochs` epochs.
+
+    Epoch e (from 0) trains with weight beta * min(1, e / epochs). The weight is a function of the
+    epoch alone, so a resumed run continues the schedule exactly.
+    """
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        fraction = min(1.0, epoch / self.epochs) if self.epochs else 1.0
+        self.model.kl_weight.assign(self.model.beta * fraction)
+
+
+class _EveryNEpochs(keras.callbacks.Callback):
+    """Acts after every `every`-th epoch and after the last one (from the `epochs` training param)."""
+
+    def __init__(self, every):
+        super().__init__()
+        self.every = every
+
+    def _due(self, epoch):
+        done = epoch + 1
+        return bool(self.every) and (done % self.every == 0 or done == self.params.get("epochs"))
+
+
+class SampleGrid(_EveryNEpochs):
+    """Writes `directory/epoch_NNN.png`, a grid of `VAE.sample(count, seed)`, every `every` epochs.
+
+    A fixed seed decodes the same latents each time, so the grids show how training changes them.
+    """
+
+    def __init__(self, directory, every=5, count=SAMPLE_GRID_SIZE, seed=0):
+        super().__init__(every)
+        self.directory = Path(directory)
+        self.count = count
+        self.seed = seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._due(epoch):
+            samples = keras.ops.convert_to_numpy(self.model.sample(self.count, seed=self.seed))
+            plots.save_image_grid(samples, self.directory / f"epoch_{epoch + 1:03d}.png")
+
+
+class TensorBoardImages(_EveryNEpochs):
+    """Logs sample and reconstruction grids to TensorBoard every `every` epochs (and after the last).
+
+    Use it beside `keras.callbacks.TensorBoard`, which logs the scalars; the images go to
+    `log_dir/train`, next to its training scalars.
+
+    Args:
+        log_dir: The TensorBoard log folder.
+        images: A few images in [0, 1], [n, H, W, C]: shown above their reconstructions.
+        every: Epochs between pictures.
+        seed: Seed of the sample latents, fixed for the whole run.
+    """
+
+    def __init__(self, log_dir, images, every=5, seed=0):
+        super().__init__(every)
+        self.log_dir = Path(log_dir)
+        self.images = np.asarray(images, np.float32)
+        self.seed = seed
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._due(epoch):
+            return
+        samples = keras.ops.convert_to_numpy(self.model.sample(SAMPLE_GRID_SIZE, seed=self.seed))
+        reconstructions = keras.ops.convert_to_numpy(self.model.reconstruct(self.images))
+        pairs = np.concatenate([self.images, reconstructions])
+        with self._writer.as_default(step=epoch + 1):
+            tf.summary.image("samples", plots.image_grid(samples)[None])
+            tf.summary.image("reconstructions", plots.image_grid(pairs, len(self.images))[None])
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
