@@ -2,8 +2,7 @@
 
 import sys
 
-from keras_vae.cli import main
-from keras_vae.config import SampleConfig
+from keras_vae import cli
 
 if __name__ == "__main__":
-    sys.exit(main(SampleConfig, "keras_vae.generate.sample"))
+    sys.exit(cli.sample())

@@ -2,8 +2,7 @@
 
 import sys
 
-from keras_vae.cli import main
-from keras_vae.config import TrainConfig
+from keras_vae import cli
 
 if __name__ == "__main__":
-    sys.exit(main(TrainConfig, "keras_vae.run.train"))
+    sys.exit(cli.train())

@@ -28,3 +28,24 @@ def main(config_class, command, argv=None):
         print(f"error: {error}", file=sys.stderr)
         return error.exit_status
     return 0
+
+
+def train(argv=None):
+    """`keras-vae-train` and `python train.py`: train a VAE and export it."""
+    from keras_vae.config import TrainConfig
+
+    return main(TrainConfig, "keras_vae.run.train", argv)
+
+
+def sample(argv=None):
+    """`keras-vae-sample` and `python sample.py`: draw images from an exported decoder."""
+    from keras_vae.config import SampleConfig
+
+    return main(SampleConfig, "keras_vae.generate.sample", argv)
+
+
+def evaluate(argv=None):
+    """`keras-vae-evaluate` and `python evaluate.py`: evaluate an exported encoder and decoder."""
+    from keras_vae.config import EvaluateConfig
+
+    return main(EvaluateConfig, "keras_vae.evaluate.run", argv)

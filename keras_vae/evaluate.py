@@ -155,6 +155,46 @@ def format_table(results):
     return "\n".join(lines)
 
 
+def _estimate(model, images, k, batch_size, binarize_mode, seed, what="The images"):
+    """Per-image estimates (see `estimators.importance_estimator`) and the seconds they took.
+
+    Raises:
+        UserError: if the images' shape is not the model's (`what` names the images).
+    """
+    if tuple(images.shape[1:]) != tuple(model.image_shape):
+        raise UserError(f"{what} have shape {tuple(images.shape[1:])}, but the model takes "
+                        f"{tuple(model.image_shape)}; evaluate it on the data it was trained on.")
+    log_likelihood = estimators.decoder_log_likelihood(model.likelihood, model.decode_logits)
+    estimate = estimators.importance_estimator(model.encode, log_likelihood, k, seed)
+    start = time.perf_counter()
+    outputs = estimate_split(estimate, images, batch_size, binarize_mode, seed)
+    return outputs, time.perf_counter() - start
+
+
+def evaluate_vae(model, images, k=1000, batch_size=100, binarize_mode="none", seed=0):
+    """Measures how well a VAE models images: negative ELBO, importance-weighted NLL, bits/dim.
+
+    Args:
+        model: A `keras_vae.VAE`, or an `ExportedVAE` (the deployed SavedModels): anything with
+            `encode`, `decode_logits`, `likelihood` and `image_shape`.
+        images: uint8 images [N, H, W, C].
+        k: Importance samples per image for the NLL.
+        batch_size: Images per step.
+        binarize_mode: "none", "static" or "dynamic" (see `keras_vae.binarize`).
+        seed: Seed of the latent draws and of dynamic binarization.
+
+    Returns:
+        A dict: `nats_per_image` and `standard_error` (negative_elbo, reconstruction, kl, nll),
+        `bits_per_dim`, `active_units`, `posterior_mean_variance`, `k`, `seconds`, `images_per_second`.
+
+    Raises:
+        UserError: if the images' shape is not the model's.
+    """
+    outputs, seconds = _estimate(model, images, k, batch_size, binarize_mode, seed)
+    return {**summarize(outputs, model.image_shape), "k": k, "seconds": seconds,
+            "images_per_second": len(images) / seconds}
+
+
 def run(config):
     """Evaluates an exported model as `config` (an `EvaluateConfig`) says; returns the results dict.
 
@@ -162,18 +202,10 @@ def run(config):
     """
     model = ExportedVAE(config.export_dir, config.version)
     images, labels = data.load_split(config.split, config.dataset, config.data_dir)
-    if tuple(images.shape[1:]) != model.image_shape:
-        raise UserError(
-            f"Split {config.split!r} holds images of shape {tuple(images.shape[1:])}, but the model "
-            f"takes {model.image_shape}; evaluate it on the data set it was trained on."
-        )
     print(f"Evaluating version {model.version} of {config.export_dir} ({model.likelihood} likelihood) "
           f"on {len(images)} images of {config.split!r}, {PIXELS[config.binarize]}, k={config.k}.")
-    log_likelihood = estimators.decoder_log_likelihood(model.likelihood, model.decode_logits)
-    estimate = estimators.importance_estimator(model.encode, log_likelihood, config.k, config.seed)
-    start = time.perf_counter()
-    outputs = estimate_split(estimate, images, config.batch_size, config.binarize, config.seed)
-    seconds = time.perf_counter() - start
+    outputs, seconds = _estimate(model, images, config.k, config.batch_size, config.binarize, config.seed,
+                                 what=f"The images of split {config.split!r}")
     results = {
         "model": {"export_dir": config.export_dir, "version": model.version,
                   "likelihood": model.likelihood, "latent_dim": model.latent_dim},

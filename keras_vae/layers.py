@@ -48,3 +48,12 @@ class Sampling(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
+
+    # Keras saves a layer's own weights but not its SeedGenerator's state, so a model reloaded from a
+    # .keras file would replay the noise from the start of training instead of continuing it.
+    def save_own_variables(self, store):
+        store["seed_state"] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        if "seed_state" in store.keys():  # files written before the state was saved lack it
+            self.seed_generator.state.assign(store["seed_state"][...])

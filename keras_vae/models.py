@@ -151,6 +151,10 @@ class VAE(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        # The encoder and decoder are built functional models, so the VAE is complete as constructed.
+        # Keras needs to know it: a model not marked built is saved with a warning, and loading its
+        # .keras file would skip the optimizer's state.
+        self.built = True
 
     @property
     def metrics(self):
