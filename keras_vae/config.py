@@ -56,9 +56,10 @@ class _Config:
         """Checks that involve more than one field; subclasses override."""
 
     @classmethod
-    def from_args(cls, argv=None):
-        """Parses command-line arguments; exits with status 2 and a usage message on bad input."""
-        parser = argparse.ArgumentParser(description=cls.__doc__.splitlines()[0], allow_abbrev=False)
+    def parser(cls, prog=None):
+        """The command-line parser: one option per field, with its help text and default."""
+        parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__.splitlines()[0],
+                                         allow_abbrev=False)
         for field in dataclasses.fields(cls):
             flag = "--" + field.name.replace("_", "-")
             kind = _value_type(field)
@@ -69,6 +70,12 @@ class _Config:
             else:
                 parser.add_argument(flag, type=kind, default=field.default,
                                     choices=field.metadata.get("choices"), help=help_text)
+        return parser
+
+    @classmethod
+    def from_args(cls, argv=None):
+        """Parses command-line arguments; exits with status 2 and a usage message on bad input."""
+        parser = cls.parser()
         namespace = parser.parse_args(argv)
         try:
             return cls(**vars(namespace))
