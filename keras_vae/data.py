@@ -268,4 +268,7 @@ class InMemoryImages:
         over the epochs, and each epoch sees the same batches as under the `Trainer`.
         """
         dataset = training_dataset(self.images, self.batch_size, self.seed, first_epoch, self.binarize_mode)
-        return dataset.skip(first_step)
+        # Declared endless, so that `VAE.fit` can refuse it without `steps_per_epoch` instead of
+        # running its first epoch forever.
+        endless = tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY)
+        return dataset.skip(first_step).apply(endless)

@@ -253,6 +253,17 @@ class VAE(keras.Model):
     def test_step(self, data):
         return self._update_metrics(*self.per_example_losses(self._images(data)))
 
+    def fit(self, x=None, y=None, *args, steps_per_epoch=None, **kwargs):
+        """`keras.Model.fit`, refusing an endless dataset without `steps_per_epoch`.
+
+        Keras would run the first epoch of such a dataset (e.g. `InMemoryImages.dataset()`) forever.
+        """
+        if (isinstance(x, tf.data.Dataset) and steps_per_epoch is None
+                and int(x.cardinality()) == tf.data.INFINITE_CARDINALITY):
+            raise ValueError("x is an endless dataset: pass steps_per_epoch (for a keras_vae data source, "
+                             "steps_per_epoch=source.steps_per_epoch).")
+        return super().fit(x, y, *args, steps_per_epoch=steps_per_epoch, **kwargs)
+
     def get_config(self):
         return {
             **super().get_config(),

@@ -79,6 +79,12 @@ def test_model_fit_and_the_trainer_loop_train_alike(tmp_path):
     assert float(looped.kl_weight) == float(fitted.kl_weight) == 2.0  # the warm-up ran in both
 
 
+def test_fit_refuses_an_endless_dataset_without_steps_per_epoch():
+    source = data.InMemoryImages(synthetic_images(32, 12, 12), 16)
+    with pytest.raises(ValueError, match="endless dataset: pass steps_per_epoch"):
+        _model().fit(source.dataset(), epochs=1, verbose=0)
+
+
 def test_callbacks_hear_the_keras_protocol_under_both_loops(tmp_path):
     recorders = {"loop": Recorder(), "fit": Recorder()}
     _both_loops(lambda loop: [recorders[loop], SampleGrid(tmp_path / loop, every=2, count=4)])
