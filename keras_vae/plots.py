@@ -1,10 +1,10 @@
 """Pictures as PNG files: image grids, and matplotlib charts of a fixed pixel size."""
 
-import math
 import os
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 GRID_PADDING = 2
 FIGURE_DPI = 100
@@ -15,24 +15,42 @@ CURVES = (("loss", "loss (reconstruction + beta KL)"), ("reconstruction_loss", "
           ("kl_loss", "KL"))
 
 
-def image_grid(images, columns=None):
-    """Tiles images [N, H, W, C] in [0, 1] into one array [rows*(H+p)+p, columns*(W+p)+p, C].
+def tile_images(images, columns=None):
+    """Tiles images [N, H, W, C] into one grid [rows*(H+p)+p, columns*(W+p)+p, C], in TensorFlow ops.
+
+    The one implementation of the grid layout: `image_grid` runs it eagerly, and the decoder's
+    `sample_png` serving signature runs it inside the exported graph, where N is known only at run time.
 
     Args:
-        images: Array of N images; values are clipped to [0, 1].
-        columns: Images per row (default: ceil(sqrt(N)), a near-square grid).
+        images: Tensor of N images; values are clipped to [0, 1]. Gaps and empty cells are white.
+        columns: Images per row (default: ceil(sqrt(N)), a near-square grid); an int or int32 tensor.
     """
-    images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
-    count, height, width, channels = images.shape
-    columns = columns or math.ceil(math.sqrt(count))
-    rows = math.ceil(count / columns)
+    images = tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 1.0)
+    count = tf.shape(images)[0]
+    if columns is None:
+        # float64: exact for perfect squares, as math.sqrt is.
+        columns = tf.cast(tf.math.ceil(tf.sqrt(tf.cast(count, tf.float64))), tf.int32)
+    columns = tf.cast(columns, tf.int32)
+    rows = (count + columns - 1) // columns
     pad = GRID_PADDING
-    grid = np.ones((rows * (height + pad) + pad, columns * (width + pad) + pad, channels), np.float32)
-    for index, image in enumerate(images):
-        top = pad + (index // columns) * (height + pad)
-        left = pad + (index % columns) * (width + pad)
-        grid[top : top + height, left : left + width] = image
-    return grid
+    # Each cell is an image with a gap below and to its right; blank cells fill the last row.
+    cells = tf.pad(images, [[0, rows * columns - count], [0, pad], [0, pad], [0, 0]], constant_values=1.0)
+    height, width, channels = (tf.shape(cells)[i] for i in (1, 2, 3))
+    grid = tf.reshape(cells, [rows, columns, height, width, channels])
+    grid = tf.reshape(tf.transpose(grid, [0, 2, 1, 3, 4]), [rows * height, columns * width, channels])
+    grid = tf.pad(grid, [[pad, 0], [pad, 0], [0, 0]], constant_values=1.0)
+    return tf.ensure_shape(grid, [None, None, images.shape[-1]])
+
+
+def encode_png(grid):
+    """PNG bytes (a scalar string tensor) of an [H, W, 1 or 3] image in [0, 1], 8 bits per channel."""
+    pixels = tf.round(tf.clip_by_value(tf.cast(grid, tf.float32), 0.0, 1.0) * 255.0)
+    return tf.io.encode_png(tf.cast(pixels, tf.uint8))
+
+
+def image_grid(images, columns=None):
+    """Tiles images [N, H, W, C] in [0, 1] into one float32 array (see `tile_images`)."""
+    return tile_images(tf.constant(np.asarray(images, np.float32)), columns).numpy()
 
 
 def _pyplot():
@@ -54,14 +72,14 @@ def _write_atomically(path, write):
     os.replace(temporary, path)
 
 
+def write_png(data, path):
+    """Writes PNG bytes to `path`, replacing it only once the file is complete."""
+    _write_atomically(path, lambda file: Path(file).write_bytes(data))
+
+
 def save_png(array, path):
-    """Writes an [H, W, 1 or 3] array in [0, 1] as a PNG, replacing `path` only once it is complete."""
-    plt = _pyplot()
-    if array.shape[-1] == 1:
-        image, options = array[..., 0], {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
-    else:
-        image, options = array, {}
-    _write_atomically(path, lambda file: plt.imsave(file, image, **options))
+    """Writes an [H, W, 1 or 3] array in [0, 1] as an 8-bit PNG (see `encode_png`)."""
+    write_png(encode_png(array).numpy(), path)
 
 
 def save_image_grid(images, path, columns=None):
