@@ -12,6 +12,8 @@ expected shape [?, latent_dim]".
 import numpy as np
 import tensorflow as tf
 
+from keras_vae import plots
+
 # The largest `n` the `sample` signature accepts, so one request cannot exhaust a server's memory.
 MAX_SAMPLES = 10_000
 
@@ -55,6 +57,21 @@ def checked(tensor, name, shape, unit_interval=False):
     return tf.ensure_shape(tensor, shape)
 
 
+def checked_scalar(tensor, name):
+    """Asserts in the graph that `tensor` is a scalar, as its signature declares; returns it as one.
+
+    The declared shape makes tf.rank and tf.shape constants, hence the raw ops, computed when the graph
+    runs. Ops that take `tensor` as a scalar (a shape, a stack) would fail first with TensorFlow's own
+    message, so the value is read in a way that cannot fail (its first element, 0 when it has none).
+    """
+    shape_check = tf.debugging.Assert(
+        tf.equal(tf.raw_ops.Rank(input=tensor), 0),
+        [f"{name} must have shape {_shape_text([])}; got shape", tf.raw_ops.Shape(input=tensor)],
+    )
+    with tf.control_dependencies([shape_check]):
+        return tf.concat([tf.reshape(tensor, [-1]), tf.zeros([1], tensor.dtype)], 0)[0]
+
+
 class ServingModule(tf.Module):
     """A plain `tf.Module` holding Keras models' variables and the serving functions.
 
@@ -78,7 +95,9 @@ def decoder_module(vae, rng):
 
     Signatures: serving_default(z [batch, latent] float32) -> {images: [batch, H, W, C] in [0, 1]};
     logits(z) -> {logits: [batch, H, W, C]}, for exact log-likelihoods (see keras_vae.losses);
-    sample(n int32, seed int64) -> {images}: n images from z ~ N(0, I), the same for the same seed.
+    sample(n int32, seed int64) -> {images}: n images from z ~ N(0, I), the same for the same seed;
+    sample_png(n, seed) -> {png_bytes}: those images as one PNG grid (keras_vae.plots.tile_images), a
+    scalar string whose name ends in `_bytes` so that TensorFlow Serving's REST API sends it base64.
     """
     latent_dim = vae.latent_dim
 
@@ -89,6 +108,7 @@ def decoder_module(vae, rng):
         return {"images": vae.decode(checked(z, "z", [None, latent_dim]))}
 
     def sample(n, seed):
+        n, seed = checked_scalar(n, "n"), checked_scalar(seed, "seed")
         n_check = tf.debugging.Assert(
             tf.logical_and(n >= 1, n <= MAX_SAMPLES), [f"n must be between 1 and {MAX_SAMPLES}; got", n]
         )
@@ -96,13 +116,18 @@ def decoder_module(vae, rng):
             n = tf.identity(n)
         return {"images": vae.sample(n, seed)}
 
+    def sample_png(n, seed):
+        return {"png_bytes": plots.encode_png(plots.tile_images(sample(n, seed)["images"]))}
+
     z_spec = [tf.TensorSpec([None, latent_dim], tf.float32, name="z")]
     z_example = {"z": rng.standard_normal((3, latent_dim)).astype(np.float32)}
+    n_seed_specs = [tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([], tf.int64, name="seed")]
+    n_seed_example = {"n": np.int32(3), "seed": np.int64(rng.integers(2**31))}
     return ServingModule([vae.decoder], {
         "serving_default": (serve, z_spec, z_example),
         "logits": (logits, z_spec, z_example),
-        "sample": (sample, [tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([], tf.int64, name="seed")],
-                   {"n": np.int32(3), "seed": np.int64(rng.integers(2**31))}),
+        "sample": (sample, n_seed_specs, n_seed_example),
+        "sample_png": (sample_png, n_seed_specs, n_seed_example),
     })
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae import export, models
+from keras_vae import export, models, plots
 from keras_vae.models import build_vae
 
 # Runs in a fresh interpreter with nothing of this project importable.
@@ -92,6 +92,8 @@ def test_saved_model_cli_shows_and_runs_the_signatures(published, tiny_vae, tmp_
         ("decoder", "serving_default"): ({"z": latent}, {"images": images}),
         ("decoder", "logits"): ({"z": latent}, {"logits": images}),
         ("decoder", "sample"): ({"n": ("DT_INT32", "()"), "seed": ("DT_INT64", "()")}, {"images": images}),
+        ("decoder", "sample_png"): ({"n": ("DT_INT32", "()"), "seed": ("DT_INT64", "()")},
+                                    {"png_bytes": ("DT_STRING", "()")}),
         ("encoder", "serving_default"): ({"images": images}, {"mean": latent, "log_var": latent}),
         ("encoder", "reconstruct"): ({"images": images}, {"images": images}),
     }
@@ -122,6 +124,12 @@ BAD_REQUESTS = {
                         "z must not contain NaN or infinite values : Tensor had Inf values"),
     "no samples": ("decoder", "sample", {"n": np.int32(0), "seed": np.int64(1)},
                    "n must be between 1 and 10000; got] [0]"),
+    "a vector of n": ("decoder", "sample", {"n": np.array([2], np.int32), "seed": np.int64(1)},
+                      "n must have shape []; got shape] [1]"),
+    "a matrix of seeds": ("decoder", "sample_png", {"n": np.int32(2), "seed": np.ones((2, 3), np.int64)},
+                          "seed must have shape []; got shape] [2 3]"),
+    "too many samples": ("decoder", "sample_png", {"n": np.int32(10_001), "seed": np.int64(1)},
+                         "n must be between 1 and 10000; got] [10001]"),
     "flat images": ("encoder", "serving_default", {"images": np.zeros((2, 784), F)},
                     "images must have shape [batch, 28, 28, 1]; got shape] [2 784]"),
     "small images": ("encoder", "reconstruct", {"images": np.zeros((1, 27, 28, 1), F)},
@@ -151,8 +159,11 @@ def test_bad_requests_fail_inside_the_graph_with_a_clear_message(published, case
         _run_as_the_server_does(published / model / "1", signature, inputs)
     # The same path accepts a good request: what failed was the request, not the way of running it.
     good = {"decoder": {"z": np.zeros((2, 4), F)}, "encoder": {"images": np.zeros((2, 28, 28, 1), F)}}
-    good = {"n": np.int32(2), "seed": np.int64(1)} if signature == "sample" else good[model]
-    assert _run_as_the_server_does(published / model / "1", signature, good)[0].shape[0] == 2
+    if signature.startswith("sample"):
+        good = {"n": np.int32(2), "seed": np.int64(1)}
+        assert _run_as_the_server_does(published / model / "1", signature, good)[0] is not None
+    else:
+        assert _run_as_the_server_does(published / model / "1", signature, good[model])[0].shape[0] == 2
 
 
 def test_sample_is_deterministic_and_reconstruct_decodes_the_mean(published, tiny_vae):
@@ -173,7 +184,7 @@ def test_sample_is_deterministic_and_reconstruct_decodes_the_mean(published, tin
 
 
 def test_warmup_requests_match_the_signatures(published):
-    for model, names in (("decoder", ["serving_default", "logits", "sample"]),
+    for model, names in (("decoder", ["serving_default", "logits", "sample", "sample_png"]),
                          ("encoder", ["serving_default", "reconstruct"])):
         path = published / model / "1"
         assert (path / "assets.extra/tf_serving_warmup_requests").is_file()
@@ -188,4 +199,19 @@ def test_warmup_requests_match_the_signatures(published):
                 key: spec.dtype.as_numpy_dtype for key, spec in specs.items()}
             outputs = loaded[request.model_spec.signature_name](
                 **{key: tf.constant(value) for key, value in inputs.items()})
-            assert all(np.isfinite(value.numpy()).all() for value in outputs.values())
+            for value in outputs.values():
+                assert value.dtype == tf.string or np.isfinite(value.numpy()).all()
+
+
+@pytest.mark.parametrize("n, rows, columns", [(1, 1, 1), (10, 3, 4), (16, 4, 4)])
+def test_sample_png_is_the_grid_of_sample(published, n, rows, columns):
+    decoder = tf.saved_model.load(str(published / "decoder/1")).signatures
+    inputs = {"n": tf.constant(n, tf.int32), "seed": tf.constant(5, tf.int64)}
+    png = decoder["sample_png"](**inputs)["png_bytes"].numpy()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    pixels = tf.io.decode_png(png).numpy()
+    assert pixels.shape == (rows * 30 + 2, columns * 30 + 2, 1) and pixels.dtype == np.uint8
+    grid = plots.image_grid(decoder["sample"](**inputs)["images"].numpy())
+    # The same picture up to the 8-bit rounding, white in the gaps and the empty cells.
+    np.testing.assert_allclose(pixels / 255.0, grid, atol=0.5 / 255 + 1e-6)
+    assert (pixels[:2] == 255).all() and (pixels[:, -2:] == 255).all()

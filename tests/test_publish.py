@@ -107,7 +107,7 @@ def test_a_kill_at_any_stage_leaves_earlier_versions_and_the_next_publish_intact
             # Two folders cannot be renamed at once: the decoder's version is complete and served,
             # the encoder's is still staged, and the next publish finishes it.
             assert layout == {"decoder": ([1, 2], 0), "encoder": ([1], 1)}
-            assert len(export.read_warmup(root / "decoder/2")) == 3
+            assert len(export.read_warmup(root / "decoder/2")) == 4  # one request per signature
             expected_version, expected_versions = 3, [1, 2, 3]
         else:
             # Killed before anything was renamed: no version 2 anywhere; the temporary folders stay.
