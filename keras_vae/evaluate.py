@@ -36,7 +36,7 @@ def _load(path, *signature_names):
 
     Keep the returned object: its signatures stop working once it is garbage-collected.
     """
-    loaded = tf.saved_model.load(str(path))
+    loaded = export.load(path)
     missing = [name for name in signature_names if name not in loaded.signatures]
     if missing:
         raise UserError(

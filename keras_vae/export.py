@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from keras_vae.errors import UserError
@@ -54,6 +55,25 @@ def version_dir(model_dir, version=None):
     if version not in present:
         raise UserError(f"No version {version} in {model_dir}; present: {present}.")
     return Path(model_dir) / str(version)
+
+
+def load(path):
+    """`tf.saved_model.load` of a version folder.
+
+    Raises:
+        UserError: if the folder holds no complete SavedModel (a truncated variables file makes the
+            checkpoint reader raise IndexError, a missing file OSError or NotFoundError).
+    """
+    try:
+        return tf.saved_model.load(str(path))
+    except (IndexError, OSError, ValueError, DecodeError, tf.errors.OpError) as error:
+        path, detail = Path(path), (str(error).strip() or "no details").splitlines()[0]
+        raise UserError(
+            f"Cannot load the SavedModel in {path}: it is damaged or incomplete ({type(error).__name__}: "
+            f"{detail}). Choose another "
+            f"version with --version (present: {versions(path.parent)}), or export again with "
+            "`python train.py`."
+        ) from error
 
 
 def write_warmup(path, model_name, module):

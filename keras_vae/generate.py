@@ -21,7 +21,7 @@ def sample_local(model_dir, n, seed, version=None):
         UserError: if there is no such version, it has no `sample` signature, or it refuses the request.
     """
     path = export.version_dir(model_dir, version)
-    signatures = tf.saved_model.load(str(path)).signatures
+    signatures = export.load(path).signatures
     if "sample" not in signatures:
         raise UserError(f"{path} has no 'sample' signature: it was exported by an older keras_vae. "
                         "Export it again with `python train.py`.")
