@@ -1,29 +1,27 @@
 """The TensorFlow Serving clients, sample.py --server and the serving configuration.
 
-Fake servers listen on 127.0.0.1 only; the REST fake answers a bounded number of requests and stops by
-itself. The end-to-end test needs a real server and is skipped without one.
+The clients run against loopback fakes that follow TensorFlow Serving's source (fake_serving.py for the
+model server and gRPC, fake_rest.py for REST), on 127.0.0.1 only. The end-to-end tests need a real server
+and are skipped without one.
 """
 
-import contextlib
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
 import threading
 import time
-from concurrent import futures
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-import grpc
-import matplotlib.image
+import fake_rest
+import fake_serving
 import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from conftest import REPO
@@ -31,209 +29,249 @@ from keras_vae import cli, export, generate, serving
 from keras_vae.config import SampleConfig
 
 
-@contextlib.contextmanager
-def fake_rest_server(respond, max_requests=8, lifetime=60.0):
-    """An HTTP server on 127.0.0.1 answering with `respond(method, path, body) -> (status, text)`.
-
-    Yields (base URL, list of (method, path, headers, decoded JSON body) received). It stops after
-    `max_requests` requests, `lifetime` seconds, or when the block ends, whichever comes first.
-    """
-    received, stop = [], threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def answer(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            received.append((self.command, self.path, dict(self.headers), body))
-            status, text = respond(self.command, self.path, body)
-            data = text.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = answer
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    server.timeout = 0.1
-    deadline = time.monotonic() + lifetime
-
-    def serve():
-        while not stop.is_set() and len(received) < max_requests and time.monotonic() < deadline:
-            server.handle_request()
-        server.server_close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", received
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+@pytest.fixture(scope="module")
+def core(published):
+    server = fake_serving.ModelServer(published)
+    yield server
+    server.close()
 
 
-def _json(payload):
-    return json.dumps(payload)
+@pytest.fixture(scope="module")
+def rest(core):
+    """(base URL, list of the requests received) of a strict REST fake serving `published`."""
+    with fake_rest.rest_server(core) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def grpc_target(core):
+    """(target, the PredictionService, which records requests) of a strict gRPC fake."""
+    with fake_serving.grpc_server(core) as served:
+        yield served
 
 
 def _run_signature(root, model, signature, inputs):
-    """Runs a signature of version 1 of `model` in `root` as TensorFlow Serving would; numpy outputs.
-
-    Raises:
-        tf.errors.InvalidArgumentError: if the model rejects the inputs.
-    """
+    """Runs a signature of version 1 of `model` in `root` in this process; numpy outputs."""
     function = tf.saved_model.load(str(root / model / "1")).signatures[signature]
     specs = function.structured_input_signature[1]
     tensors = {key: tf.constant(value, specs[key].dtype) for key, value in inputs.items()}
     return {key: value.numpy() for key, value in function(**tensors).items()}
 
 
-def test_rest_request_bodies_follow_the_api(tmp_path):
-    with fake_rest_server(lambda *_: (200, _json({"outputs": [[0.5]]}))) as (url, received):
-        client = serving.RestClient(url + "/")
-        client.predict("decoder", {"n": 3, "seed": 7}, signature_name="sample")
-        client.predict("encoder", {"images": np.zeros((2, 1, 1, 1), np.float32)}, version=4)
-        client.predict("decoder", {"z": np.array([[1.5, -2.0], [0.25, np.nan]], np.float32)},
-                       signature_name="logits", row_format=True)
-    (method, path, headers, body), second, third = received
-    assert method == "POST" and path == "/v1/models/decoder:predict"
-    assert headers["Content-Type"] == "application/json"
-    assert body == {"signature_name": "sample", "inputs": {"n": 3, "seed": 7}}
-    assert second[1] == "/v1/models/encoder/versions/4:predict"
-    assert second[3] == {"signature_name": "serving_default", "inputs": {"images": [[[[0.0]]], [[[0.0]]]]}}
-    assert third[3]["signature_name"] == "logits"
-    assert third[3]["instances"][0] == {"z": [1.5, -2.0]}
-    # TF Serving's JSON parser takes NaN, which is why the exported functions check for it.
-    assert third[3]["instances"][1]["z"][0] == 0.25 and np.isnan(third[3]["instances"][1]["z"][1])
+def _refused(call, *args, **kwargs):
+    """The ServingError `call` raises."""
+    with pytest.raises(serving.ServingError) as refused:
+        call(*args, **kwargs)
+    return refused.value
+
+
+def test_rest_answers_both_formats_with_every_output(published, rest):
+    url, received = rest
+    client, first = serving.RestClient(url + "/"), len(received)
+    z = np.random.default_rng(0).standard_normal((3, 4))  # float64: the server types JSON numbers itself
+    expected = _run_signature(published, "decoder", "serving_default", {"z": z})["images"]
+    for row_format in (False, True):
+        images = client.predict("decoder", {"z": z}, row_format=row_format)
+        np.testing.assert_allclose(images, expected, atol=1e-6)
+        codes = client.predict("encoder", {"images": images}, version=1, row_format=row_format)
+        wanted = _run_signature(published, "encoder", "serving_default", {"images": images})
+        assert set(codes) == {"mean", "log_var"}
+        for name, value in wanted.items():
+            np.testing.assert_allclose(codes[name], value, atol=1e-5)
+    bodies = [(path, body) for _, path, body in received[first:]]
+    assert [path for path, _ in bodies] == [
+        "/v1/models/decoder:predict", "/v1/models/encoder/versions/1:predict"] * 2
+    assert bodies[0][1] == {"signature_name": "serving_default", "inputs": {"z": z.tolist()}}
+    assert bodies[2][1]["instances"] == [{"z": row} for row in z.tolist()]
     with pytest.raises(ValueError, match="one batch size"):
         serving.request_body({"n": 3, "seed": 7}, row_format=True)
 
 
-def test_rest_responses_in_both_formats_are_parsed():
-    # The shapes of the examples in TF Serving's REST API documentation.
-    rows = serving.parse_response({"predictions": [{"mean": [1, 2], "log_var": [3, 4]},
-                                                   {"mean": [5, 6], "log_var": [7, 8]}]})
-    np.testing.assert_array_equal(rows["mean"], [[1, 2], [5, 6]])
-    np.testing.assert_array_equal(rows["log_var"], [[3, 4], [7, 8]])
-    np.testing.assert_array_equal(serving.parse_response({"predictions": [[0.5, 1.0], [0.0, 0.25]]}),
-                                  [[0.5, 1.0], [0.0, 0.25]])
-    columns = serving.parse_response({"outputs": {"mean": [[1, 2]], "log_var": [[3, 4]]}})
-    assert columns["mean"].shape == (1, 2) and columns["log_var"].tolist() == [[3, 4]]
-    assert serving.parse_response({"outputs": [[[0.5]]]}).shape == (1, 1, 1)
-    with pytest.raises(serving.ServingError, match="Not a TensorFlow Serving predict response"):
-        serving.parse_response({"result": 1})
+def test_rest_decodes_base64_bytes_in_both_formats(published, rest):
+    png = serving.RestClient(rest[0]).predict("decoder", {"n": 10, "seed": 3}, signature_name="sample_png")
+    assert png == _run_signature(published, "decoder", "sample_png", {"n": 10, "seed": 3})["png_bytes"]
+    # What the fake writes, following json_tensor.cc, for outputs no signature here has: a rank-1 bytes
+    # output in rows ({"b64": ...} per example), and bytes beside another output in both formats.
+    strings = tf.make_tensor_proto(np.array([b"\x89PNG\x00", b"\x00"], object))
+    numbers = tf.make_tensor_proto(np.array([1.5, 2.5], np.float32))
+    rows = json.loads(json.dumps(fake_rest.response_json({"png_bytes": strings}, row_format=True)))
+    assert rows == {"predictions": [{"b64": "iVBORwA="}, {"b64": "AA=="}]}
+    assert serving.parse_response(rows).tolist() == [b"\x89PNG\x00", b"\x00"]
+    for row_format in (True, False):
+        both = fake_rest.response_json({"png_bytes": strings, "score": numbers}, row_format)
+        parsed = serving.parse_response(json.loads(json.dumps(both)))
+        assert parsed["png_bytes"].tolist() == [b"\x89PNG\x00", b"\x00"]
+        assert parsed["score"].tolist() == [1.5, 2.5]
+    assert serving.parse_response({"outputs": {"b64": "AA=="}}) == b"\x00"
 
 
-def test_rest_errors_become_serving_errors():
-    message = "assertion failed: [z must have shape [batch, 4]; got shape] [2 5]"
-    answers = iter([(400, _json({"error": message})), (404, "Not Found\n"), (200, "<html>")])
-    with fake_rest_server(lambda *_: next(answers)) as (url, _):
-        client = serving.RestClient(url)
-        with pytest.raises(serving.ServingError) as refused:
-            client.predict("decoder", {"z": [[0.0] * 5] * 2})
-        with pytest.raises(serving.ServingError, match="answered 404 .*: Not Found") as missing:
-            client.status("nonexistent")
-        with pytest.raises(serving.ServingError, match="other than JSON"):
-            client.status("decoder")
-    assert refused.value.status == 400 and refused.value.detail == message
-    predict_url = f"{url}/v1/models/decoder:predict"
-    assert str(refused.value) == f"TensorFlow Serving answered 400 to {predict_url}: {message}"
-    assert missing.value.status == 404
-    with socket.socket() as probe:  # a port that nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    with pytest.raises(serving.ServingError, match="Cannot reach TensorFlow Serving") as unreachable:
-        serving.RestClient(f"http://127.0.0.1:{closed}", timeout=5).predict("decoder", {"n": 1})
-    assert unreachable.value.status is None
+def test_rest_errors_are_the_servers_json_with_its_status_codes(rest):
+    url = rest[0]
+    client = serving.RestClient(url)
+    latent = {"z": [[0.0] * 4]}
+    not_found = "Servable not found for request: "
+    for (model, version, signature, inputs), (status, message) in [
+        (("nonexistent", None, "serving_default", latent), (404, not_found + "Latest(nonexistent)")),
+        (("decoder", 2, "serving_default", latent), (404, not_found + "Specific(decoder, 2)")),
+        (("decoder", None, "nope", latent), (
+            400, 'Serving signature name: "nope" not found in signature def')),
+        (("decoder", None, "sample", {"n": 2.5, "seed": 1}), (
+            400, "JSON Value: 2.5 Type: Number is not of expected type: int32")),
+        (("decoder", None, "sample", {"n": [2, 3], "seed": 1}), (
+            400, "assertion failed: [n must have shape []; got shape] [2]")),
+        (("decoder", None, "serving_default", {"z": [[float("nan")] * 4]}), (
+            400, "z must not contain NaN or infinite values : Tensor had NaN values")),
+    ]:
+        error = _refused(client.predict, model, inputs, signature, version)
+        assert (error.status, error.detail) == (status, message)
+        predict_url = client.model_url(model, version) + ":predict"
+        assert str(error) == f"TensorFlow Serving answered {status} to {predict_url}: {message}"
+    missing = _refused(client.status, "nonexistent")
+    assert (missing.status, missing.detail) == (404, "Could not find any versions of model nonexistent")
+    assert client.status("decoder")["model_version_status"][0]["state"] == "AVAILABLE"
 
 
-def test_sample_from_a_server_writes_the_same_grid_as_from_the_saved_model(published, tmp_path):
-    def respond(method, path, body):
-        model, version = re.fullmatch(r"/v1/models/(\w+)(?:/versions/(\d+))?:predict", path).groups()
-        assert version in (None, "1")
-        try:
-            outputs = _run_signature(published, model, body["signature_name"], body["inputs"])
-        except tf.errors.InvalidArgumentError as error:
-            return 400, _json({"error": error.message})
-        # A lone output comes without its name, as TF Serving sends it.
-        return 200, _json({"outputs": next(iter(outputs.values())).tolist()})
+def test_rest_client_reports_answers_that_are_not_json_and_servers_it_cannot_reach():
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server method name)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>a proxy's page</html>")
 
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    with pytest.raises(serving.ServingError, match="other than JSON"):
+        serving.RestClient(f"http://127.0.0.1:{server.server_port}", timeout=5).status("decoder")
+    thread.join(timeout=5)
+    server.server_close()
+    unreachable = _refused(serving.RestClient(f"http://127.0.0.1:{_free_port()}", timeout=5).predict,
+                           "decoder", {"n": 1})
+    assert "Cannot reach TensorFlow Serving" in str(unreachable) and unreachable.status is None
+
+
+def test_sample_from_a_server_writes_the_same_png_as_from_the_saved_model(published, rest, tmp_path, capsys):
+    url, received = rest
     local = SampleConfig(model_dir=str(published / "decoder"), n=10, seed=3, out=str(tmp_path / "local.png"))
     generate.sample(local)
-    with fake_rest_server(respond) as (url, received):
-        served = SampleConfig(server=url, version=1, n=10, seed=3, out=str(tmp_path / "served.png"))
-        generate.sample(served)
-        status = cli.main(SampleConfig, "keras_vae.generate.sample", ["--server", url, "--n", "20000"])
-    assert received[0][1] == "/v1/models/decoder/versions/1:predict"
-    assert received[0][3] == {"signature_name": "sample", "inputs": {"n": 10, "seed": 3}}
-    grid = matplotlib.image.imread(tmp_path / "served.png")
-    assert grid.shape[:2] == (3 * 30 + 2, 4 * 30 + 2)
-    np.testing.assert_array_equal(grid, matplotlib.image.imread(tmp_path / "local.png"))
-    assert status == 2  # the server refused n = 20000: a clear message, no traceback
+    first = len(received)
+    generate.sample(SampleConfig(server=url, version=1, n=10, seed=3, out=str(tmp_path / "served.png")))
+    assert received[first][1:] == ("/v1/models/decoder/versions/1:predict",
+                                   {"signature_name": "sample_png", "inputs": {"n": 10, "seed": 3}})
+    assert (tmp_path / "served.png").read_bytes() == (tmp_path / "local.png").read_bytes()
+    assert tf.io.decode_png((tmp_path / "served.png").read_bytes()).shape == (3 * 30 + 2, 4 * 30 + 2, 1)
+    capsys.readouterr()
+    status = cli.main(SampleConfig, "keras_vae.generate.sample", ["--server", url, "--n", "20000"])
+    error = capsys.readouterr().err
+    assert status == 2 and "n must be between 1 and 10000; got] [20000]" in error and "[[" not in error
 
 
 def test_sample_option_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         SampleConfig.from_args(["--server", "localhost:8501"])
     assert "--server must be a URL such as http://localhost:8501" in capsys.readouterr().err
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
     status = cli.main(SampleConfig, "keras_vae.generate.sample",
-                      ["--server", f"http://127.0.0.1:{closed}", "--out", str(tmp_path / "x.png")])
+                      ["--server", f"http://127.0.0.1:{_free_port()}", "--out", str(tmp_path / "x.png")])
     assert status == 2 and "Cannot reach TensorFlow Serving" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
 
-class FakePredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Answers Predict from the SavedModels in an export root, as TF Serving would."""
+def test_grpc_client_casts_to_the_signature_and_takes_the_largest_answers(published, grpc_target):
+    target, service = grpc_target
+    first = len(service.requests)
+    z = np.random.default_rng(1).standard_normal((5, 4))  # float64
+    with serving.GrpcClient(target) as client:
+        sampled = client.predict("decoder", {"n": 2000, "seed": 3}, "sample")["images"]  # 6.3 MB
+        decoded = client.predict("decoder", {"z": z})["images"]
+        logits = client.predict("decoder", {"z": z.tolist()}, "logits", version=1)["logits"]
+        png = client.predict("decoder", {"n": 10, "seed": 3}, "sample_png")["png_bytes"]
+        codes = client.predict("encoder", {"images": decoded.astype(np.float64)})
+        fraction = _refused(client.predict, "decoder", {"n": 2.5, "seed": 3}, "sample")
+    assert sampled.shape == (2000, 28, 28, 1)
+    def local(signature, **inputs):
+        return next(iter(_run_signature(published, "decoder", signature, inputs).values()))
 
-    def __init__(self, root):
-        self.root, self.requests = root, []
+    np.testing.assert_array_equal(sampled, local("sample", n=2000, seed=3))
+    np.testing.assert_allclose(decoded, local("serving_default", z=z), atol=1e-6)
+    np.testing.assert_allclose(logits, local("logits", z=z), atol=1e-5)
+    assert png == local("sample_png", n=10, seed=3)
+    assert set(codes) == {"mean", "log_var"} and codes["mean"].shape == (5, 4)
+    assert "n must hold integers that fit int32" in str(fraction)
+    requests = service.requests[first:]
+    # One GetModelMetadata per model and version asked for, then only Predicts.
+    metadata = [(r.model_spec.name, r.model_spec.version.value) for r in requests
+                if isinstance(r, get_model_metadata_pb2.GetModelMetadataRequest)]
+    assert metadata == [("decoder", 0), ("decoder", 1), ("encoder", 0)]
+    predicts = [r for r in requests if isinstance(r, predict_pb2.PredictRequest)]
+    assert predicts[0].inputs["n"].dtype == tf.int32.as_datatype_enum
+    assert predicts[0].inputs["seed"].dtype == tf.int64.as_datatype_enum
+    assert predicts[1].inputs["z"].dtype == tf.float32.as_datatype_enum
+    assert predicts[1].model_spec.signature_name == "serving_default"
+    assert predicts[2].model_spec.version.value == 1 and not predicts[1].model_spec.HasField("version")
 
-    def Predict(self, request, context):  # noqa: N802 (the gRPC method name)
-        self.requests.append(request)
-        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-        try:
-            outputs = _run_signature(self.root, request.model_spec.name,
-                                     request.model_spec.signature_name, inputs)
-        except tf.errors.InvalidArgumentError as error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
-        response = predict_pb2.PredictResponse()
-        for key, value in outputs.items():
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
-        return response
+
+def test_grpc_errors_carry_the_servers_code_and_its_message_trimmed(grpc_target):
+    with serving.GrpcClient(grpc_target[0]) as client:
+        for (model, version, signature, inputs), (status, message) in [
+            (("decoder", None, "nope", {"z": np.zeros((1, 4))}), (
+                "FAILED_PRECONDITION", 'Serving signature key "nope" not found.')),
+            (("decoder", 2, "serving_default", {"z": np.zeros((1, 4))}), (
+                "NOT_FOUND", "Servable not found for request: Specific(decoder, 2)")),
+            (("decoder", None, "serving_default", {"z": np.full((1, 4), np.inf)}), (
+                "INVALID_ARGUMENT", "z must not contain NaN or infinite values : Tensor had Inf values")),
+            (("decoder", None, "sample", {"n": [2, 3], "seed": 1}), (
+                "INVALID_ARGUMENT", "assertion failed: [n must have shape []; got shape] [2]")),
+            (("decoder", None, "sample", {"n": 2, "seed": 1, "extra": 1}), (
+                "INVALID_ARGUMENT", "input size does not match signature: 3!=2 len({extra,n,seed}) != "
+                "len({n,seed}). Sent extra: {extra}. Missing but required: {}.")),
+        ]:
+            error = _refused(client.predict, model, inputs, signature, version)
+            assert (error.status, error.detail) == (status, message)
+            assert str(error) == f"TensorFlow Serving answered {status}: {message}"
 
 
-def test_grpc_client_against_a_prediction_service(published):
-    service = FakePredictionService(published)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+def test_the_fakes_refuse_what_the_real_server_refuses(rest, grpc_target):
+    """No casting anywhere: the checks the clients now make up for."""
+    import grpc
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(grpc_target[0]))
+    for inputs, message in (({"n": np.int64(3), "seed": np.int64(1)}, "Expects arg[0] to be int32 but int64"),
+                            ({"z": np.zeros((1, 4))}, "Expects arg[0] to be float but double")):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "decoder"
+        request.model_spec.signature_name = "sample" if "n" in inputs else "serving_default"
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Predict(request, timeout=30)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in refused.value.details()
+    # REST types JSON by the signature, and 3.0 is not an int32 (json_tensor.cc, AddValueToTensor).
+    error = _refused(serving.RestClient(rest[0]).predict, "decoder", {"n": 3.0, "seed": 1}, "sample")
+    assert error.detail == "JSON Value: 3.0 Type: Number is not of expected type: int32"
+
+
+def test_only_the_versions_a_policy_serves_are_found(tiny_vae, tmp_path):
+    for _ in range(2):
+        export.publish(tmp_path, tiny_vae)
+    inputs = {"n": 1, "seed": 1}
+    latest = fake_serving.ModelServer(tmp_path)  # latest { num_versions: 1 }, as serving/models.config
+    both = fake_serving.ModelServer(tmp_path, {"decoder": [1, 2]})  # specific { versions: 1 versions: 2 }
     try:
-        with serving.GrpcClient(f"127.0.0.1:{port}", timeout=30) as client:
-            sampled = client.predict("decoder", {"n": np.int32(2), "seed": np.int64(9)}, "sample", version=1)
-            encoded = client.predict("encoder", {"images": sampled["images"]})
-            refusal = r"INVALID_ARGUMENT: (?s:.*)z must not contain NaN"
-            with pytest.raises(serving.ServingError, match=refusal) as bad:
-                client.predict("decoder", {"z": np.full((1, 4), np.nan, np.float32)})
+        with fake_rest.rest_server(latest) as (url, _):
+            client = serving.RestClient(url)
+            assert client.predict("decoder", inputs, "sample", version=2).shape == (1, 28, 28, 1)
+            assert _refused(client.predict, "decoder", inputs, "sample", version=1).status == 404
+        with fake_rest.rest_server(both) as (url, _):
+            client = serving.RestClient(url)
+            for version in (1, 2):
+                assert client.predict("decoder", inputs, "sample", version=version).shape == (1, 28, 28, 1)
     finally:
-        server.stop(grace=None)
-    first = service.requests[0]
-    assert (first.model_spec.name, first.model_spec.signature_name, first.model_spec.version.value) == (
-        "decoder", "sample", 1)
-    assert first.inputs["n"].dtype == tf.int32.as_datatype_enum
-    assert first.inputs["seed"].dtype == tf.int64.as_datatype_enum
-    assert not service.requests[1].model_spec.HasField("version")
-    expected = _run_signature(published, "decoder", "sample", {"n": 2, "seed": 9})["images"]
-    np.testing.assert_array_equal(sampled["images"], expected)
-    assert set(encoded) == {"mean", "log_var"} and encoded["mean"].shape == (2, 4)
-    assert bad.value.status == "INVALID_ARGUMENT"
+        latest.close()
+        both.close()
 
 
 def test_serving_configuration_serves_both_models_from_saved_models():
