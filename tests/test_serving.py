@@ -25,7 +25,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, predict
 from tensorflow_serving.config import model_server_config_pb2
 
 from conftest import REPO
-from keras_vae import cli, export, generate, serving
+from keras_vae import cli, export, generate, plots, serving
 from keras_vae.config import SampleConfig
 
 
@@ -350,9 +350,12 @@ def test_real_server_answers_good_and_bad_requests(real_server):
     client = serving.RestClient(url)
     images = client.predict("decoder", {"n": 3, "seed": 5}, signature_name="sample")
     assert images.shape[0] == 3 and ((images >= 0) & (images <= 1)).all()
+    png = client.predict("decoder", {"n": 3, "seed": 5}, signature_name="sample_png")  # {"b64": ...}
+    np.testing.assert_allclose(tf.io.decode_png(png).numpy() / 255.0, plots.image_grid(images),
+                               atol=0.5 / 255 + 1e-6)
     if root is not None:
         local, _ = generate.sample_local(root / "decoder", 3, 5)
-        np.testing.assert_allclose(images, local, atol=1e-5)
+        assert png == local
     encoded = client.predict("encoder", {"images": images}, row_format=True)
     latent_dim = encoded["mean"].shape[1]
     assert encoded["log_var"].shape == (3, latent_dim)
@@ -367,14 +370,23 @@ def test_real_server_answers_good_and_bad_requests(real_server):
         with pytest.raises(serving.ServingError) as refused:
             client.predict(model, inputs)
         assert refused.value.status == 400 and message in refused.value.detail
+        assert "[[" not in refused.value.detail
+    version_error = _refused(client.predict, "decoder", {"n": 1, "seed": 1}, "sample", version=10**6)
+    assert version_error.status == 404
     if grpc_target is None:
         return
     with serving.GrpcClient(grpc_target) as grpc_client:
-        sampled = grpc_client.predict("decoder", {"n": np.int32(3), "seed": np.int64(5)}, "sample")
+        # Plain Python numbers and float64 arrays: the client casts them to int32, int64 and float32.
+        sampled = grpc_client.predict("decoder", {"n": 3, "seed": 5}, "sample")
         np.testing.assert_allclose(sampled["images"], images, atol=1e-6)
+        assert grpc_client.predict("decoder", {"n": 3, "seed": 5}, "sample_png")["png_bytes"] == png
+        again = grpc_client.predict("decoder", {"z": encoded["mean"].astype(np.float64)})["images"]
+        np.testing.assert_allclose(again, decoded, atol=1e-5)
+        many = grpc_client.predict("decoder", {"n": 2000, "seed": 1}, "sample")["images"]
+        assert many.shape[0] == 2000
         with pytest.raises(serving.ServingError, match="must not contain NaN") as refused:
-            grpc_client.predict("decoder", {"z": np.full((1, latent_dim), np.inf, np.float32)})
-        assert refused.value.status == "INVALID_ARGUMENT"
+            grpc_client.predict("decoder", {"z": np.full((1, latent_dim), np.inf)})
+        assert refused.value.status == "INVALID_ARGUMENT" and "[[" not in refused.value.detail
 
 
 def test_real_server_rolls_to_a_newly_published_version(real_server, tiny_vae):
