@@ -31,7 +31,7 @@ DEFAULT_TIMEOUT = 30.0
 MAX_MESSAGE_BYTES = 2**31 - 1
 # TensorFlow appends where in the graph an op failed: lines such as
 # "\t [[{{function_node __inference_sample_392}}{{node Assert/Assert}}]]", which mean nothing to a client.
-_GRAPH_LOCATION = re.compile(r"^\s*\[\[.*\]\]\s*$")
+_GRAPH_LOCATION = re.compile(r"^\s*\[\[")
 
 
 def trim_message(text):

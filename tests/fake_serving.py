@@ -7,6 +7,7 @@ they came (no casting), so dtype and shape errors are TensorFlow's own. The REST
 """
 
 import contextlib
+import socket
 from concurrent import futures
 from pathlib import Path
 
@@ -182,6 +183,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def GetModelMetadata(self, request, context):  # noqa: N802
         return self._answer(self.core.metadata, request, context)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -6,14 +6,8 @@ and are skipped without one.
 """
 
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import fake_rest
 import fake_serving
@@ -25,7 +19,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, predict
 from tensorflow_serving.config import model_server_config_pb2
 
 from conftest import REPO
-from keras_vae import cli, export, generate, plots, serving
+from keras_vae import cli, export, generate, serving
 from keras_vae.config import SampleConfig
 
 
@@ -148,8 +142,8 @@ def test_rest_client_reports_answers_that_are_not_json_and_servers_it_cannot_rea
         serving.RestClient(f"http://127.0.0.1:{server.server_port}", timeout=5).status("decoder")
     thread.join(timeout=5)
     server.server_close()
-    unreachable = _refused(serving.RestClient(f"http://127.0.0.1:{_free_port()}", timeout=5).predict,
-                           "decoder", {"n": 1})
+    nobody = f"http://127.0.0.1:{fake_serving.free_port()}"
+    unreachable = _refused(serving.RestClient(nobody, timeout=5).predict, "decoder", {"n": 1})
     assert "Cannot reach TensorFlow Serving" in str(unreachable) and unreachable.status is None
 
 
@@ -173,8 +167,9 @@ def test_sample_option_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         SampleConfig.from_args(["--server", "localhost:8501"])
     assert "--server must be a URL such as http://localhost:8501" in capsys.readouterr().err
+    nobody = f"http://127.0.0.1:{fake_serving.free_port()}"
     status = cli.main(SampleConfig, "keras_vae.generate.sample",
-                      ["--server", f"http://127.0.0.1:{_free_port()}", "--out", str(tmp_path / "x.png")])
+                      ["--server", nobody, "--out", str(tmp_path / "x.png")])
     assert status == 2 and "Cannot reach TensorFlow Serving" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
@@ -287,114 +282,3 @@ def test_serving_configuration_serves_both_models_from_saved_models():
     assert mounts["/models"] == "../saved_models"
     (config_path,) = [arg.split("=", 1)[1] for arg in service["command"] if "--model_config_file=" in arg]
     assert mounts[config_path] == "./models.config"
-
-
-# --- Against a real TensorFlow Serving -------------------------------------------------------------
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_available(client, version, timeout=120.0):
-    """Waits until `version` of both models is AVAILABLE."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            states = [{s["version"]: s["state"] for s in client.status(m)["model_version_status"]}
-                      for m in export.MODELS]
-            if all(s.get(str(version)) == "AVAILABLE" for s in states):
-                return
-        except serving.ServingError:
-            pass  # not up yet
-        assert time.monotonic() < deadline, f"version {version} did not become AVAILABLE"
-        time.sleep(0.5)
-
-
-@pytest.fixture(scope="module")
-def real_server(tiny_vae, tmp_path_factory):
-    """(REST URL, gRPC target, export root the server watches, or None when unknown)."""
-    if os.environ.get("TF_SERVING_URL"):
-        root = os.environ.get("TF_SERVING_EXPORT_DIR")
-        yield os.environ["TF_SERVING_URL"], os.environ.get("TF_SERVING_GRPC"), root and Path(root)
-        return
-    binary = shutil.which("tensorflow_model_server")
-    if binary is None:
-        pytest.skip("needs TensorFlow Serving: tensorflow_model_server is not on PATH and TF_SERVING_URL "
-                    "(e.g. http://127.0.0.1:8501, with TF_SERVING_GRPC=127.0.0.1:8500) is not set")
-    root = tmp_path_factory.mktemp("served")
-    export.publish(root, tiny_vae)
-    config = root / "models.config"
-    config.write_text((REPO / "serving/models.config").read_text().replace('"/models/', f'"{root}/'))
-    rest, grpc_port = _free_port(), _free_port()
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(
-        [binary, f"--port={grpc_port}", f"--rest_api_port={rest}", f"--model_config_file={config}",
-         "--file_system_poll_wait_seconds=1"], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_until_available(serving.RestClient(f"http://127.0.0.1:{rest}"), 1)
-        yield f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}", root
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-def test_real_server_answers_good_and_bad_requests(real_server):
-    url, grpc_target, root = real_server
-    client = serving.RestClient(url)
-    images = client.predict("decoder", {"n": 3, "seed": 5}, signature_name="sample")
-    assert images.shape[0] == 3 and ((images >= 0) & (images <= 1)).all()
-    png = client.predict("decoder", {"n": 3, "seed": 5}, signature_name="sample_png")  # {"b64": ...}
-    np.testing.assert_allclose(tf.io.decode_png(png).numpy() / 255.0, plots.image_grid(images),
-                               atol=0.5 / 255 + 1e-6)
-    if root is not None:
-        local, _ = generate.sample_local(root / "decoder", 3, 5)
-        assert png == local
-    encoded = client.predict("encoder", {"images": images}, row_format=True)
-    latent_dim = encoded["mean"].shape[1]
-    assert encoded["log_var"].shape == (3, latent_dim)
-    decoded = client.predict("decoder", {"z": encoded["mean"]}, row_format=True)
-    assert decoded.shape == images.shape
-    for model, inputs, message in (
-        ("decoder", {"z": np.zeros((1, latent_dim + 1))}, f"z must have shape [batch, {latent_dim}]"),
-        ("decoder", {"z": np.full((1, latent_dim), np.nan)}, "z must not contain NaN"),
-        ("encoder", {"images": images * 2 + 0.5}, "images must lie in [0, 1]"),
-        ("encoder", {"images": images[:, :-1]}, "images must have shape"),
-    ):
-        with pytest.raises(serving.ServingError) as refused:
-            client.predict(model, inputs)
-        assert refused.value.status == 400 and message in refused.value.detail
-        assert "[[" not in refused.value.detail
-    version_error = _refused(client.predict, "decoder", {"n": 1, "seed": 1}, "sample", version=10**6)
-    assert version_error.status == 404
-    if grpc_target is None:
-        return
-    with serving.GrpcClient(grpc_target) as grpc_client:
-        # Plain Python numbers and float64 arrays: the client casts them to int32, int64 and float32.
-        sampled = grpc_client.predict("decoder", {"n": 3, "seed": 5}, "sample")
-        np.testing.assert_allclose(sampled["images"], images, atol=1e-6)
-        assert grpc_client.predict("decoder", {"n": 3, "seed": 5}, "sample_png")["png_bytes"] == png
-        again = grpc_client.predict("decoder", {"z": encoded["mean"].astype(np.float64)})["images"]
-        np.testing.assert_allclose(again, decoded, atol=1e-5)
-        many = grpc_client.predict("decoder", {"n": 2000, "seed": 1}, "sample")["images"]
-        assert many.shape[0] == 2000
-        with pytest.raises(serving.ServingError, match="must not contain NaN") as refused:
-            grpc_client.predict("decoder", {"z": np.full((1, latent_dim), np.inf)})
-        assert refused.value.status == "INVALID_ARGUMENT" and "[[" not in refused.value.detail
-
-
-def test_real_server_rolls_to_a_newly_published_version(real_server, tiny_vae):
-    url, _, root = real_server
-    if root is None:
-        pytest.skip("TF_SERVING_URL is set without TF_SERVING_EXPORT_DIR, the export root it serves")
-    version = export.publish(root, tiny_vae)
-    client = serving.RestClient(url)
-    _wait_until_available(client, version)
-    images = client.predict("decoder", {"n": 2, "seed": 1}, signature_name="sample", version=version)
-    assert images.shape[0] == 2
