@@ -231,6 +231,12 @@ def rest_predict(core, model_spec, body):
     return response_json(core.predict(request).outputs, "instances" in document)
 
 
+def _dict(message):
+    """MessageToJsonString with the options the server sets (proto field names, default values)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
 def rest_answer(core, method, path, body):
     """HttpRestApiHandler::ProcessRequest: (HTTP status, JSON text); errors are {"error": message}."""
     try:
@@ -248,9 +254,13 @@ def rest_answer(core, method, path, body):
         if method == "POST":
             answer = rest_predict(core, spec, body)
         elif match.group(4) == "metadata":
-            request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec,
-                                                                     metadata_field=["signature_def"])
-            answer = json_format.MessageToDict(core.metadata(request), preserving_proto_field_name=True)
+            # http_rest_api_util.cc, ToJsonString: the model spec and the unpacked SignatureDefMap.
+            response = core.metadata(get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec=spec, metadata_field=["signature_def"]))
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            response.metadata["signature_def"].Unpack(signature_map)
+            answer = {"model_spec": _dict(response.model_spec),
+                      "metadata": {"signature_def": _dict(signature_map)}}
         else:
             answer = core.status(model, None if version is None else int(version))
         return 200, json.dumps(answer, indent=4)

@@ -123,6 +123,10 @@ def test_rest_errors_are_the_servers_json_with_its_status_codes(rest):
     missing = _refused(client.status, "nonexistent")
     assert (missing.status, missing.detail) == (404, "Could not find any versions of model nonexistent")
     assert client.status("decoder")["model_version_status"][0]["state"] == "AVAILABLE"
+    metadata = client._call(client.model_url("decoder") + "/metadata")
+    assert metadata["model_spec"]["version"] == "1"
+    signature_defs = metadata["metadata"]["signature_def"]["signature_def"]
+    assert signature_defs["sample_png"]["outputs"]["png_bytes"]["dtype"] == "DT_STRING"
 
 
 def test_rest_client_reports_answers_that_are_not_json_and_servers_it_cannot_reach():
