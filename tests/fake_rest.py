@@ -161,10 +161,10 @@ def _from_inputs(value, infos):
     return tensors
 
 
-def _to_json(value, dtype_name, as_base64):
+def _to_json(value, as_base64):
     """AddTensorValues: nested lists; strings base64-encoded when the alias ends in `_bytes`."""
     if isinstance(value, np.ndarray) and value.ndim:
-        return [_to_json(item, dtype_name, as_base64) for item in value]
+        return [_to_json(item, as_base64) for item in value]
     value = value.item() if isinstance(value, np.ndarray | np.generic) else value
     if isinstance(value, bytes):
         return {"b64": base64.b64encode(value).decode()} if as_base64 else value.decode(errors="replace")
@@ -174,7 +174,7 @@ def _to_json(value, dtype_name, as_base64):
 def response_json(outputs, row_format):
     """MakeJsonFromTensors: {"predictions": rows} or {"outputs": ...}; a lone output loses its name."""
     arrays = {name: tf.make_ndarray(proto) for name, proto in sorted(outputs.items())}
-    values = {name: _to_json(array, array.dtype, array.dtype == object and name.endswith("_bytes"))
+    values = {name: _to_json(array, array.dtype == object and name.endswith("_bytes"))
               for name, array in arrays.items()}
     if not row_format:
         return {"outputs": values if len(values) > 1 else next(iter(values.values()))}

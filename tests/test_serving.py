@@ -97,6 +97,9 @@ def test_rest_decodes_base64_bytes_in_both_formats(published, rest):
         assert parsed["png_bytes"].tolist() == [b"\x89PNG\x00", b"\x00"]
         assert parsed["score"].tolist() == [1.5, 2.5]
     assert serving.parse_response({"outputs": {"b64": "AA=="}}) == b"\x00"
+    # A scalar output has no row format (docs/serving.md says so).
+    with pytest.raises(fake_serving.Status, match="Tensor name: png_bytes has no shape information"):
+        fake_rest.response_json({"png_bytes": tf.make_tensor_proto(np.array(b"x", object))}, row_format=True)
 
 
 def test_rest_errors_are_the_servers_json_with_its_status_codes(rest):
