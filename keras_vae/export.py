@@ -70,9 +70,8 @@ def load(path):
         path, detail = Path(path), (str(error).strip() or "no details").splitlines()[0]
         raise UserError(
             f"Cannot load the SavedModel in {path}: it is damaged or incomplete ({type(error).__name__}: "
-            f"{detail}). Choose another "
-            f"version with --version (present: {versions(path.parent)}), or export again with "
-            "`python train.py`."
+            f"{detail}). Choose another version with --version (present: {versions(path.parent)}), or "
+            "export again with `python train.py`."
         ) from error
 
 
