@@ -9,7 +9,11 @@ from keras_vae.errors import UserError
 from keras_vae.layers import Sampling
 from keras_vae.losses import RECONSTRUCTION_LOSSES, kl_divergence
 
-CONV_FILTERS = (32, 64)
+# Filters of the stride-2 stages, doubling from the first up to CONV_MAX_FILTERS.
+CONV_FIRST_FILTERS = 32
+CONV_MAX_FILTERS = 256
+# Stages halve the image until one more would leave a side under CONV_MIN_SIDE or of odd length.
+CONV_MIN_SIDE = 4
 # 4x4 kernels for the stride-2 layers: with 3x3, transposed convolutions of stride 2 overlap unevenly
 # (checkerboard artefacts), and on held-out MNIST (trained on test[:7000], selected on
 # test[7000:8000]) 4x4 reached a validation loss about 2 nats lower after 25 epochs.
@@ -19,16 +23,31 @@ CONV_KERNEL = 4
 RANDOM_ALGORITHM = "philox"
 
 
+def conv_filters(image_shape):
+    """The filters of the conv encoder's stride-2 stages for images of `image_shape`, one per stage.
+
+    The number of stages is the largest s with height and width multiples of 2**s and their smaller
+    side / 2**s at least CONV_MIN_SIDE: 28x28 -> 2 stages (7x7 at the end), 32x32 -> 3 (4x4),
+    64x64 -> 4 (4x4), 96x96 -> 4 (6x6). Filters double from CONV_FIRST_FILTERS: 28x28 -> (32, 64).
+    """
+    height, width = image_shape[:2]
+    stages = 0
+    while (height % 2 ** (stages + 1) == 0 and width % 2 ** (stages + 1) == 0
+           and min(height, width) // 2 ** (stages + 1) >= CONV_MIN_SIDE):
+        stages += 1
+    return tuple(min(CONV_FIRST_FILTERS * 2**stage, CONV_MAX_FILTERS) for stage in range(stages))
+
+
 def check_image_shape(arch, image_shape):
     """Raises a `UserError` when `arch` cannot take images of `image_shape` (height, width, channels)."""
     if len(image_shape) != 3:
         raise UserError(f"Images must have shape (height, width, channels); got {tuple(image_shape)}.")
     height, width, _ = image_shape
-    stride = 2 ** len(CONV_FILTERS)
-    if arch == "conv" and (height % stride or width % stride):
+    if arch == "conv" and not conv_filters(image_shape):
         raise UserError(
-            f"--arch conv halves the image size {len(CONV_FILTERS)} times, so height and width must "
-            f"be multiples of {stride}; got {height}x{width}. Use --arch mlp, which takes any size."
+            f"--arch conv halves the image size at least once, to sides of {CONV_MIN_SIDE} or more, so "
+            f"height and width must be even and at least {2 * CONV_MIN_SIDE}; got {height}x{width}. "
+            "Use --image-size to resize the pictures, or --arch mlp, which takes any size."
         )
 
 
@@ -38,7 +57,7 @@ def build_encoder(arch, image_shape, latent_dim, hidden_dim):
     images = keras.Input(shape=tuple(image_shape), name="images")
     x = images
     if arch == "conv":
-        for filters in CONV_FILTERS:
+        for filters in conv_filters(image_shape):
             x = layers.Conv2D(filters, CONV_KERNEL, strides=2, padding="same", activation="relu")(x)
     x = layers.Flatten()(x)
     x = layers.Dense(hidden_dim, activation="relu")(x)
@@ -55,11 +74,12 @@ def build_decoder(arch, image_shape, latent_dim, hidden_dim):
     z = keras.Input(shape=(latent_dim,), name="z")
     x = layers.Dense(hidden_dim, activation="relu")(z)
     if arch == "conv":
-        stride = 2 ** len(CONV_FILTERS)
-        coarse = (height // stride, width // stride, CONV_FILTERS[-1])
+        filters_per_stage = conv_filters(image_shape)
+        stride = 2 ** len(filters_per_stage)
+        coarse = (height // stride, width // stride, filters_per_stage[-1])
         x = layers.Dense(coarse[0] * coarse[1] * coarse[2], activation="relu")(x)
         x = layers.Reshape(coarse)(x)
-        for filters in reversed(CONV_FILTERS):
+        for filters in reversed(filters_per_stage):
             x = layers.Conv2DTranspose(filters, CONV_KERNEL, strides=2, padding="same", activation="relu")(x)
         logits = layers.Conv2D(channels, 3, padding="same", name="logits", dtype="float32")(x)
     else:

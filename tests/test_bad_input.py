@@ -31,7 +31,7 @@ def _labels_of_other_length(folder):
 
 def _odd_image_size(folder):
     for prefix in ("train", "t10k"):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", synthetic_images(64, 30, 30)[..., 0], 2051)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", synthetic_images(64, 27, 27)[..., 0], 2051)
         (folder / f"{prefix}-labels-idx1-ubyte.gz").unlink()
 
 
@@ -41,7 +41,8 @@ CASES = {
     "wrong magic number": (_wrong_magic, [], "magic number is 2049, expected 2051"),
     "size not matching the header": (_short_of_header, [], "truncated or corrupt"),
     "labels of another length": (_labels_of_other_length, [], "5 labels but"),
-    "shape the architecture cannot take": (_odd_image_size, ["--arch", "conv"], "multiples of 4; got 30x30"),
+    "shape the architecture cannot take": (_odd_image_size, ["--arch", "conv"],
+                                           "must be even and at least 8; got 27x27"),
     "empty split": (None, ["--val-split", "test[64:]"], "is empty"),
     "unparsable split": (None, ["--train-split", "train[:10"], "TFDS slicing syntax"),
     "fewer images than one batch": (None, ["--train-split", "train[:10]"], "fewer than one batch"),

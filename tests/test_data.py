@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from conftest import write_idx
 from keras_vae import data
+from keras_vae.data import tfds_data
 from keras_vae.errors import UserError
 
 
@@ -80,8 +81,8 @@ def test_unreachable_download_fails_fast():
 
     start = time.monotonic()
     with pytest.raises(UserError, match="--data-dir"):
-        data._check_downloadable(Builder())
-    assert time.monotonic() - start < 2 * data.DOWNLOAD_PROBE_SECONDS + 1
+        tfds_data._check_downloadable(Builder())
+    assert time.monotonic() - start < 2 * tfds_data.DOWNLOAD_PROBE_SECONDS + 1
 
 
 def _epochs(dataset, steps, epochs):

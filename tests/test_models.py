@@ -4,7 +4,7 @@ import pytest
 
 from keras_vae.callbacks import KLWarmup
 from keras_vae.errors import UserError
-from keras_vae.models import VAE, build_vae
+from keras_vae.models import VAE, build_vae, conv_filters
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -26,9 +26,27 @@ def test_mlp_is_the_classic_784_400_20_network():
     assert kernels == [(784, 400), (400, 20), (400, 20), (20, 400), (400, 784)]
 
 
-def test_conv_rejects_sizes_it_cannot_halve_twice():
-    with pytest.raises(UserError, match="multiples of 4"):
-        build_vae("conv", (30, 30, 1))
+@pytest.mark.parametrize(("image_shape", "filters", "coarse"), [
+    ((28, 28, 1), (32, 64), (7, 7)),  # MNIST: the network of earlier versions, unchanged
+    ((32, 32, 3), (32, 64, 128), (4, 4)),
+    ((64, 64, 3), (32, 64, 128, 256), (4, 4)),
+    ((96, 64, 3), (32, 64, 128, 256), (6, 4)),
+    ((256, 256, 3), (32, 64, 128, 256, 256, 256), (4, 4)),
+    ((30, 30, 1), (32,), (15, 15)),
+])
+def test_conv_stages_follow_the_image_size(image_shape, filters, coarse):
+    assert conv_filters(image_shape) == filters
+    vae = build_vae("conv", image_shape, latent_dim=2, hidden_dim=8)
+    stages = [layer for layer in vae.encoder.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert tuple(layer.filters for layer in stages) == filters
+    assert tuple(stages[-1].output.shape[1:3]) == coarse
+    assert vae.decoder.output_shape[1:] == image_shape
+
+
+@pytest.mark.parametrize("image_shape", [(27, 27, 1), (6, 6, 3), (14, 9, 1)])
+def test_conv_rejects_sizes_it_cannot_halve(image_shape):
+    with pytest.raises(UserError, match="must be even and at least 8"):
+        build_vae("conv", image_shape)
 
 
 def test_beta_weights_the_kl_term():

@@ -1,0 +1,136 @@
+"""A folder of pictures as a data set: listed once, split by name, decoded as it is read.
+
+The pictures are the folder's PNG, JPEG, GIF and BMP files, or those of its subfolders (one level),
+whose names are then the class labels. The folder is one split, `train`, sliced with the TFDS syntax
+(`train[:90%]`, `train[90%:]`) over the files in a fixed pseudo-random order (sorted by a hash of
+their path), so both parts hold every class and the same split holds the same files in every run.
+"""
+
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from keras_vae.data import idx
+from keras_vae.data.decode import Decoding, decode, diagnose, native_shape
+from keras_vae.data.streams import StreamedSplit
+from keras_vae.errors import UserError
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+SPLIT_NAME = "train"
+
+
+def _pictures(folder):
+    """The picture files directly in `folder`, as names, and how many other files it holds."""
+    pictures, others = [], 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.lower().endswith(EXTENSIONS):
+                pictures.append(entry.name)
+            elif not entry.is_dir() and not entry.name.startswith("."):
+                others += 1
+    return pictures, others
+
+
+def list_pictures(folder):
+    """Lists the pictures of `folder`: (relative paths, labels or None, class names, ignored files).
+
+    Raises:
+        UserError: if there is no such folder, or no picture in it or in its subfolders.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--image-dir {folder} is not a folder.")
+    top, ignored = _pictures(folder)
+    classes = sorted(entry.name for entry in os.scandir(folder)
+                     if entry.is_dir() and not entry.name.startswith("."))
+    paths, labels, named = [], [], []
+    for name in classes:
+        inside, others = _pictures(folder / name)
+        ignored += others
+        if inside:
+            named.append(name)
+            paths += [f"{name}/{picture}" for picture in inside]
+            labels += [len(named) - 1] * len(inside)
+    if top and paths:
+        raise UserError(
+            f"{folder} holds pictures both directly and in subfolders ({', '.join(named[:3])}...): put "
+            "them all in class subfolders, or all directly in the folder."
+        )
+    if not top and not paths:
+        raise UserError(
+            f"{folder} holds no pictures ({', '.join(EXTENSIONS)}), neither directly nor in "
+            "subfolders one level down."
+        )
+    if top:
+        return top, None, [], ignored
+    return paths, np.array(labels, np.int64), named, ignored
+
+
+def _hash_order(paths):
+    # crc32 of the relative path: a fixed order that mixes the classes and is the same on every machine.
+    return sorted(range(len(paths)), key=lambda i: (zlib.crc32(paths[i].encode()), paths[i]))
+
+
+class ImageFolder(StreamedSplit):
+    """A split of a folder of pictures, streamed from the files.
+
+    Args:
+        folder: The folder.
+        expression: The split, e.g. `train` or `train[:90%]`.
+        image_size: (height, width) to resize every picture to, or None to keep their own size.
+        grayscale: Convert colour pictures to grey.
+    """
+
+    def __init__(self, folder, expression, image_size=None, grayscale=False):
+        relative, labels, self.classes, ignored = list_pictures(folder)
+        order = _hash_order(relative)
+        chosen = []
+        for name, window in idx.windows(expression, lambda name: len(relative)):
+            if name != SPLIT_NAME:
+                raise UserError(
+                    f"An image folder is one split, {SPLIT_NAME!r}; got {name!r} in {expression!r}. "
+                    "Slice it, e.g. --train-split 'train[:90%]' --val-split 'train[90%:]'."
+                )
+            chosen += order[window]
+        if not chosen:
+            raise UserError(f"Split {expression!r} of {folder} is empty: check the slice bounds.")
+        self.paths = [os.path.join(folder, relative[i]) for i in chosen]
+        self.labels = None if labels is None else labels[chosen]
+        first = self.paths[0]
+        try:
+            contents = Path(first).read_bytes()
+        except OSError as error:
+            raise UserError(f"Cannot read {first}: {error.strerror}.")
+        height, width, channels = native_shape(contents, first)
+        if image_size is not None:
+            height, width = image_size
+        decoding = Decoding(height, width, 1 if grayscale else channels, image_size is not None, grayscale)
+        extra = f", ignoring {ignored} other files" if ignored else ""
+        classes = f" in {len(self.classes)} class folders" if self.classes else ""
+        super().__init__(len(chosen), decoding,
+                         f"streamed from {len(chosen)} picture files{classes} in {folder}{extra}")
+        self._paths = tf.constant(self.paths)
+
+    def ordered_batches(self, index_batches):
+        return index_batches.map(lambda index, *rest: (index, tf.gather(self._paths, index), *rest))
+
+    def load_one(self, index, path):
+        return decode(tf.io.read_file(path), path, self.decoding)
+
+    def check_one(self, index, path):
+        name = path.decode()
+        try:
+            contents = Path(name).read_bytes()
+        except OSError as error:
+            return f"cannot read {name}: {error.strerror}"
+        return diagnose(contents, name, self.decoding)
+
+    def in_order(self):
+        indices = tf.data.Dataset.range(self.count)
+        return indices.map(lambda index: (index, tf.gather(self._paths, index)))
+
+    def load_labels(self):
+        return self.labels

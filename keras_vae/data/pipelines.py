@@ -1,0 +1,178 @@
+"""`tf.data` pipelines: the stateless training order, its slicing over workers, evaluation batches.
+
+Every training data source (in memory, image files, TFDS records) follows one protocol, which
+`keras_vae.training.Trainer` drives:
+    steps_per_epoch: full global batches per epoch;
+    image_shape: (height, width, channels) of the images it yields;
+    dataset(first_epoch, first_step, input_context=None): an endless `tf.data.Dataset` of images in
+        [0, 1] from step `first_step` of epoch `first_epoch` on; each epoch's order is a stateless
+        function of (seed, epoch). Without an input context it yields global batches; with one (from
+        `strategy.distribute_datasets_from_function`) it yields this input pipeline's slice of every
+        global batch, cut into per-replica batches, so N replicas on W workers see exactly the global
+        batches one process sees, and each worker loads (decodes) only its own slice.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_vae.binarize import binarize
+from keras_vae.errors import UserError
+
+PREFETCH_BATCHES = 4
+_ENDLESS = np.iinfo(np.int64).max
+
+
+def steps_per_epoch(count, batch_size):
+    """The number of full batches in an epoch of `count` images.
+
+    Raises:
+        UserError: if there is not even one.
+    """
+    if count < batch_size:
+        raise UserError(
+            f"The training split has {count} images, fewer than one batch of {batch_size}; use a "
+            "smaller --batch-size or a larger split."
+        )
+    return count // batch_size
+
+
+def to_model_input(images, indices, binarize_mode="none", seed=0, epoch=0):
+    """uint8 images [batch, H, W, C] as the model takes them: float32 in [0, 1], maybe binarized.
+
+    The one place that fixes the dtype handed to the model.
+    """
+    pixels = tf.cast(images, tf.float32) / 255.0
+    return binarize(pixels, indices, binarize_mode, seed, epoch)
+
+
+def epoch_order(count, seed, epoch):
+    """The order of the `count` images in `epoch`: a stateless permutation of (seed, epoch)."""
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(count), seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    )
+
+
+def index_batches(count, batch_size, seed, first_epoch=0, first_step=0):
+    """Endless global batches (indices [batch_size], epoch) of the stateless order, from a given step.
+
+    Skipping touches indices only, so a resumed run loads none of the images it skips.
+    """
+
+    def epoch_batches(epoch):
+        batches = tf.data.Dataset.from_tensor_slices(epoch_order(count, seed, epoch))
+        return batches.batch(batch_size, drop_remainder=True).map(lambda index: (index, epoch))
+
+    return tf.data.Dataset.range(first_epoch, _ENDLESS).flat_map(epoch_batches).skip(first_step)
+
+
+def local_batches(dataset, batch_size, input_context=None):
+    """This input pipeline's slice of each global batch of `dataset`, in per-replica batches.
+
+    Elements are tuples of batched tensors and, last, the epoch. Without an input context, `dataset`
+    is returned as it is.
+    """
+    if input_context is None:
+        return dataset
+    pipelines, pipeline = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if batch_size % pipelines:
+        raise UserError(f"--batch-size {batch_size} does not split evenly over {pipelines} workers.")
+    per_pipeline = batch_size // pipelines
+    per_replica = input_context.get_per_replica_batch_size(batch_size)
+    pieces = per_pipeline // per_replica
+
+    def split(*element):
+        *batched, epoch = element
+        mine = [b[pipeline * per_pipeline:(pipeline + 1) * per_pipeline] for b in batched]
+        cut = [tf.reshape(b, [pieces, per_replica, *b.shape[1:]]) for b in mine]
+        return tf.data.Dataset.from_tensor_slices((*cut, tf.fill([pieces], epoch)))
+
+    return dataset.flat_map(split)
+
+
+def training_dataset(images, batch_size, seed, first_epoch=0, binarize_mode="none", first_step=0,
+                     input_context=None):
+    """Full batches of shuffled in-memory uint8 images in [0, 1], one epoch after another, without end.
+
+    The order of each epoch, and its binarization, are stateless functions of (seed, epoch), so any
+    epoch can be replayed exactly; every epoch has len(images) // batch_size batches (the remainder
+    differs per epoch). See `keras_vae.binarize` for `binarize_mode`.
+    """
+    images = tf.constant(images)
+    indices = index_batches(int(images.shape[0]), batch_size, seed, first_epoch, first_step)
+
+    def load(index, epoch):
+        return to_model_input(tf.gather(images, index), index, binarize_mode, seed, epoch)
+
+    dataset = local_batches(indices, batch_size, input_context).map(load)
+    return endless(with_options(dataset.prefetch(PREFETCH_BATCHES), autotune=False))
+
+
+def endless(dataset):
+    """`dataset`, declared endless, so that `VAE.fit` can refuse it without `steps_per_epoch` instead
+    of running its first epoch forever."""
+    return dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+
+
+def evaluation_dataset(images, batch_size, binarize_mode="none"):
+    """Every in-memory image once, in order, in [0, 1]; the last batch may be partial.
+
+    Any binarization is the static one, so that every evaluation sees the same data.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices((images, tf.range(len(images)))).batch(batch_size)
+    return finish_evaluation(dataset, binarize_mode, cache=True, autotune=False)
+
+
+def finish_evaluation(batches, binarize_mode, cache=False, autotune=True):
+    """Maps batches of (uint8 images, indices) to model input with the static draw, then prefetches."""
+    mode = "none" if binarize_mode == "none" else "static"
+    dataset = batches.map(lambda batch, index: to_model_input(batch, index, mode))
+    if cache:
+        dataset = dataset.cache()
+    return with_options(dataset.prefetch(PREFETCH_BATCHES), autotune=autotune)
+
+
+def with_options(dataset, autotune=True):
+    """Deterministic order; sharding of whole-pipeline datasets by data, never by files.
+
+    Args:
+        autotune: Off for in-memory data, where a batch is one gather and there is nothing to tune:
+            the autotuner's model thread also made deleting the endless training iterator block for
+            ~45 s at the end of training. On where files are decoded in parallel.
+    """
+    options = tf.data.Options()
+    # Files hold no fixed part of a global batch: each worker takes its part of every global batch.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    options.autotune.enabled = autotune
+    return dataset.with_options(options)
+
+
+class InMemoryImages:
+    """A training data source over uint8 images held in memory, for `keras_vae.training.Trainer`.
+
+    Args:
+        images: uint8 array [N, H, W, C].
+        batch_size: Global batch size.
+        seed: Seed of each epoch's order and of dynamic binarization.
+        binarize_mode: "none", "static" or "dynamic" (see `keras_vae.binarize`).
+
+    Raises:
+        UserError: if there is not one full batch.
+    """
+
+    def __init__(self, images, batch_size, seed=0, binarize_mode="none"):
+        self.steps_per_epoch = steps_per_epoch(len(images), batch_size)
+        self.image_shape = tuple(images.shape[1:])
+        self.images = images
+        self.batch_size = batch_size
+        self.seed = seed
+        self.binarize_mode = binarize_mode
+
+    def dataset(self, first_epoch=0, first_step=0, input_context=None):
+        """Endless batches in [0, 1] from step `first_step` of epoch `first_epoch` on (see the module doc).
+
+        For `Model.fit`, pass `steps_per_epoch=self.steps_per_epoch`: Keras then keeps one iterator
+        over the epochs, and each epoch sees the same batches as under the `Trainer`.
+        """
+        return training_dataset(self.images, self.batch_size, self.seed, first_epoch, self.binarize_mode,
+                                first_step, input_context)

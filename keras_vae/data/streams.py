@@ -1,0 +1,112 @@
+"""Data sets streamed from encoded pictures (files, TFDS records), decoded in parallel as they are read.
+
+Subclasses say how to list the pictures (`in_order`, `global_batches`) and how to load one
+(`load_one`, `check_one`); this class makes the training source, the evaluation batches, and finds
+the pictures that fail when the pipeline stops on one.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_vae.data import pipelines
+
+MAX_NAMED = 5
+LOAD_BATCH = 256
+
+
+class StreamedSplit:
+    """One split of pictures, streamed.
+
+    Args:
+        count: Number of pictures.
+        decoding: The `keras_vae.data.decode.Decoding` every picture goes through.
+        description: How it is read, for the log.
+    """
+
+    def __init__(self, count, decoding, description):
+        self.count = count
+        self.decoding = decoding
+        self.image_shape = decoding.image_shape
+        self.description = description
+
+    def global_batches(self, batch_size, seed, first_epoch, first_step):
+        """Endless global batches (indices, payloads, epoch), from step `first_step` of `first_epoch`.
+
+        By default the order is `pipelines.index_batches`: a stateless permutation per epoch.
+        """
+        indices = pipelines.index_batches(self.count, batch_size, seed, first_epoch, first_step)
+        return self.ordered_batches(indices)
+
+    def load_all(self, limit=None):
+        """(uint8 images [N, H, W, C], labels or None) of the first `limit` pictures (default: all)."""
+        count = self.count if limit is None else min(limit, self.count)
+        batches = self._decoded(self.in_order().take(count).batch(LOAD_BATCH), LOAD_BATCH, False)
+        images = np.concatenate([images for images, _ in batches.as_numpy_iterator()])
+        labels = self.load_labels()
+        return images, None if labels is None else labels[:count]
+
+    def training_source(self, batch_size, seed, binarize_mode="none"):
+        return StreamedImages(self, batch_size, seed, binarize_mode)
+
+    def evaluation_dataset(self, batch_size, binarize_mode="none"):
+        """Every picture once, in order, in [0, 1]; the last batch may be partial."""
+        batches = self._decoded(self.in_order().batch(batch_size), batch_size, drop_remainder=False)
+        return pipelines.finish_evaluation(batches, binarize_mode)
+
+    def _decoded(self, batches, batch_size, drop_remainder=True):
+        """Batches of (indices, payloads, ...) -> (uint8 images, indices, ...), decoded in parallel.
+
+        Unbatched and batched again (`batch_size`: the incoming batches' size), so that every
+        picture is loaded on a thread of its own.
+        """
+        flat = batches.map(lambda index, payload, *rest: (
+            index, payload, *(tf.fill(tf.shape(index), value) for value in rest))).unbatch()
+        images = flat.map(lambda index, payload, *rest: (self.load_one(index, payload), index, *rest),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return images.batch(batch_size, drop_remainder=drop_remainder)
+
+    def find_bad(self):
+        """Messages naming the pictures that fail to load (at most MAX_NAMED); [] when all load.
+
+        A full pass over the split, run only after the pipeline stopped on an error: a decoding op's
+        error does not say which picture it was decoding.
+        """
+        # reduce_max, not the size: a size known from the static shape would skip the decoding.
+        loaded = self.in_order().map(
+            lambda index, payload: (index, tf.reduce_max(self.load_one(index, payload))),
+            num_parallel_calls=tf.data.AUTOTUNE)
+        good = np.zeros(self.count, bool)
+        for index, _ in loaded.ignore_errors().as_numpy_iterator():
+            good[index] = True
+        bad = np.flatnonzero(~good)
+        if not len(bad):
+            return []
+        wanted = tf.constant(bad[:MAX_NAMED], tf.int64)
+        chosen = self.in_order().filter(lambda index, payload: tf.reduce_any(tf.equal(index, wanted)))
+        messages = [self.check_one(int(index), payload) for index, payload in chosen.as_numpy_iterator()]
+        if len(bad) > MAX_NAMED:
+            messages.append(f"... and {len(bad) - MAX_NAMED} more")
+        return messages
+
+
+class StreamedImages:
+    """The training data source of a `StreamedSplit` (see `keras_vae.data.pipelines` for the protocol)."""
+
+    def __init__(self, split, batch_size, seed, binarize_mode="none"):
+        self.split = split
+        self.batch_size = batch_size
+        self.seed = seed
+        self.binarize_mode = binarize_mode
+        self.steps_per_epoch = pipelines.steps_per_epoch(split.count, batch_size)
+        self.image_shape = split.image_shape
+        self.description = split.description
+
+    def dataset(self, first_epoch=0, first_step=0, input_context=None):
+        batches = self.split.global_batches(self.batch_size, self.seed, first_epoch, first_step)
+        local = pipelines.local_batches(batches, self.batch_size, input_context)
+        size = self.batch_size if input_context is None else input_context.get_per_replica_batch_size(
+            self.batch_size)
+        images = self.split._decoded(local, size).map(
+            lambda image, index, epoch: pipelines.to_model_input(image, index, self.binarize_mode,
+                                                                 self.seed, epoch))
+        return pipelines.with_options(images.prefetch(pipelines.PREFETCH_BATCHES))
