@@ -14,17 +14,30 @@ from pathlib import Path
 from keras_vae.errors import UserError
 
 
-def _option(default, help, choices=None, minimum=None):
+def _option(default, help, choices=None, minimum=None, metavar=None):
     """A dataclass field with the metadata the argument parser and the validator read."""
-    metadata = {"help": help, "choices": choices, "minimum": minimum}
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "metavar": metavar}
     return dataclasses.field(default=default, metadata=metadata)
 
 
 def _value_type(field):
-    """The plain type of a field (`str` for `str | None`)."""
-    if isinstance(field.type, types.UnionType):
-        return next(t for t in typing.get_args(field.type) if t is not type(None))
-    return field.type
+    """The plain type of a field (`str` for `str | None`, `tuple` for `tuple[int, int] | None`)."""
+    kind = field.type
+    if isinstance(kind, types.UnionType):
+        kind = next(t for t in typing.get_args(kind) if t is not type(None))
+    return typing.get_origin(kind) or kind
+
+
+def _check_pair(flag, value, minimum):
+    """A two-number option (e.g. --image-size HEIGHT WIDTH) as a tuple; JSON gives it as a list."""
+    if isinstance(value, list):
+        value = tuple(value)
+    if not (isinstance(value, tuple) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise UserError(f"{flag} takes two whole numbers; got {value!r}.")
+    if minimum is not None and min(value) < minimum:
+        raise UserError(f"{flag} must be at least {minimum}; got {' '.join(map(str, value))}.")
+    return value
 
 
 class _Config:
@@ -36,6 +49,9 @@ class _Config:
             flag = "--" + field.name.replace("_", "-")
             kind = _value_type(field)
             if value is None and isinstance(field.type, types.UnionType):
+                continue
+            if kind is tuple:
+                object.__setattr__(self, field.name, _check_pair(flag, value, field.metadata.get("minimum")))
                 continue
             ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -67,6 +83,9 @@ class _Config:
             if kind is bool:
                 parser.add_argument(flag, action=argparse.BooleanOptionalAction,
                                     default=field.default, help=help_text)
+            elif kind is tuple:
+                parser.add_argument(flag, type=int, nargs=2, default=field.default, help=help_text,
+                                    metavar=field.metadata.get("metavar"))
             else:
                 parser.add_argument(flag, type=kind, default=field.default,
                                     choices=field.metadata.get("choices"), help=help_text)
@@ -89,6 +108,30 @@ class _Config:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+# The default splits of each kind of data: an image folder is one split, `train` (see keras_vae.data).
+DEFAULT_SPLITS = {"files": ("train", "test"), "folder": ("train[:90%]", "train[90%:]")}
+IMAGE_DIR_HELP = ("train on the PNG, JPEG, GIF and BMP pictures in this folder, or in its class "
+                  "subfolders (one level); streamed from disk")
+IMAGE_SIZE_HELP = ("resize every picture to HEIGHT WIDTH (bilinear, antialiased; the aspect ratio is "
+                   "not kept)")
+GRAYSCALE_HELP = "convert colour pictures to grey"
+STREAM_HELP = ("TFDS data sets: stream from the prepared files instead of loading into memory; auto = "
+               "stream those over 1 GiB decoded (folders always stream, IDX files never)")
+
+
+def _check_data_options(config):
+    """Checks the data options of a train or evaluate config together."""
+    if config.image_dir is not None and config.data_dir is not None:
+        raise UserError("Give --image-dir (pictures) or --data-dir (IDX files), not both.")
+    if config.data_dir is not None and (config.image_size or config.grayscale):
+        raise UserError("--image-size and --grayscale apply to --image-dir and TFDS data sets, not to "
+                        "IDX files.")
+
+
+def _default_split(config, which):
+    return DEFAULT_SPLITS["folder" if config.image_dir is not None else "files"][which]
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(_Config):
     """Train a variational autoencoder and export its decoder and encoder as SavedModels."""
@@ -97,8 +140,19 @@ class TrainConfig(_Config):
     data_dir: str | None = _option(
         None, "read IDX files (train-images-idx3-ubyte[.gz], t10k-...) from this folder instead of TFDS"
     )
-    train_split: str = _option("train", "training split, TFDS slicing syntax (e.g. 'test[:8000]')")
-    val_split: str = _option("test", "validation split, TFDS slicing syntax (e.g. 'test[8000:]')")
+    image_dir: str | None = _option(None, IMAGE_DIR_HELP)
+    image_size: tuple[int, int] | None = _option(None, IMAGE_SIZE_HELP, minimum=1,
+                                                 metavar=("HEIGHT", "WIDTH"))
+    grayscale: bool = _option(False, GRAYSCALE_HELP)
+    stream: str = _option("auto", STREAM_HELP, choices=("auto", "on", "off"))
+    train_split: str | None = _option(
+        None, "training split, TFDS slicing syntax (e.g. 'test[:8000]'); default 'train', or "
+        "'train[:90%]' of an --image-dir"
+    )
+    val_split: str | None = _option(
+        None, "validation split, TFDS slicing syntax (e.g. 'test[8000:]'); default 'test', or "
+        "'train[90%:]' of an --image-dir"
+    )
     arch: str = _option("mlp", "network architecture", choices=("mlp", "conv"))
     latent_dim: int = _option(20, "size of the latent space", minimum=1)
     hidden_dim: int = _option(400, "width of the hidden dense layer", minimum=1)
@@ -157,10 +211,15 @@ class TrainConfig(_Config):
     def validate(self):
         if not self.learning_rate > 0:
             raise UserError(f"--learning-rate must be positive; got {self.learning_rate}.")
+        _check_data_options(self)
+        for index, name in enumerate(("train_split", "val_split")):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, _default_split(self, index))
 
     def check_resumable_from(self, saved):
         """Raises a `UserError` if the run saved with options `saved` (a dict) is another run."""
-        changed = sorted(k for k, v in saved.items() if k not in self.RESUMABLE and getattr(self, k, v) != v)
+        current = json.loads(json.dumps(self.to_dict()))  # tuples as lists, as they were saved
+        changed = sorted(k for k, v in saved.items() if k not in self.RESUMABLE and current.get(k, v) != v)
         if changed:
             shown = ", ".join(f"--{k.replace('_', '-')} {saved[k]} -> {getattr(self, k)}" for k in changed)
             raise UserError(
@@ -200,7 +259,15 @@ class EvaluateConfig(_Config):
     data_dir: str | None = _option(
         None, "read IDX files (train-images-idx3-ubyte[.gz], t10k-...) from this folder instead of TFDS"
     )
-    split: str = _option("test", "split to evaluate, TFDS slicing syntax (e.g. 'test[8000:]')")
+    image_dir: str | None = _option(None, "evaluate on the pictures in this folder (see train.py --help)")
+    image_size: tuple[int, int] | None = _option(None, IMAGE_SIZE_HELP, minimum=1,
+                                                 metavar=("HEIGHT", "WIDTH"))
+    grayscale: bool = _option(False, GRAYSCALE_HELP)
+    stream: str = _option("auto", STREAM_HELP, choices=("auto", "on", "off"))
+    split: str | None = _option(
+        None, "split to evaluate, TFDS slicing syntax (e.g. 'test[8000:]'); default 'test', or "
+        "'train[90%:]' of an --image-dir"
+    )
     k: int = _option(1000, "importance samples per image for the NLL estimate", minimum=1)
     batch_size: int = _option(100, "images per step", minimum=1)
     seed: int = _option(0, "seed for the latent draws, dynamic binarization and prior samples", minimum=0)
@@ -212,3 +279,8 @@ class EvaluateConfig(_Config):
     )
     out_dir: str = _option("evaluation", "folder for evaluation.json and the pictures")
     pictures: bool = _option(True, "write the pictures (PNG) as well as the numbers")
+
+    def validate(self):
+        _check_data_options(self)
+        if self.split is None:
+            object.__setattr__(self, "split", _default_split(self, 1))

@@ -201,7 +201,9 @@ def run(config):
     Writes evaluation.json and, unless `config.pictures` is off, the pictures to `config.out_dir`.
     """
     model = ExportedVAE(config.export_dir, config.version)
-    images, labels = data.load_split(config.split, config.dataset, config.data_dir)
+    split = data.split_of(config, config.split)
+    print(f"Reading {config.split!r} {split.description}.")
+    images, labels = split.load_all()
     print(f"Evaluating version {model.version} of {config.export_dir} ({model.likelihood} likelihood) "
           f"on {len(images)} images of {config.split!r}, {PIXELS[config.binarize]}, k={config.k}.")
     outputs, seconds = _estimate(model, images, config.k, config.batch_size, config.binarize, config.seed,
@@ -209,7 +211,8 @@ def run(config):
     results = {
         "model": {"export_dir": config.export_dir, "version": model.version,
                   "likelihood": model.likelihood, "latent_dim": model.latent_dim},
-        "data": {"dataset": config.dataset, "data_dir": config.data_dir, "split": config.split,
+        "data": {"dataset": config.dataset, "data_dir": config.data_dir, "image_dir": config.image_dir,
+                 "split": config.split,
                  "images": len(images), "binarize": config.binarize},
         "k": config.k,
         "seed": config.seed,

@@ -76,3 +76,21 @@ def published(tiny_vae, tmp_path_factory):
     root = tmp_path_factory.mktemp("published")
     export.publish(root, tiny_vae, {"config.json": "{}\n"})
     return root
+
+
+def write_pictures(folder, images, suffix=".png", names=None):
+    """Writes uint8 images [N, H, W, C] as PNG or JPEG files (`suffix`) into `folder`; returns the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    encode = tf.io.encode_png if suffix == ".png" else lambda image: tf.io.encode_jpeg(image, quality=95)
+    paths = []
+    for index, image in enumerate(images):
+        path = folder / f"{names[index] if names else f'{index:05d}'}{suffix}"
+        path.write_bytes(encode(image).numpy())
+        paths.append(path)
+    return paths
+
+
+def colour_images(count, height=16, width=16, seed=0):
+    """Uint8 RGB images [count, height, width, 3]: a blob per channel, so a VAE has something to learn."""
+    return np.concatenate([synthetic_images(count, height, width, seed + c) for c in range(3)], axis=-1)

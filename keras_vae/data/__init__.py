@@ -19,10 +19,8 @@ from keras_vae.data.pipelines import (
 from keras_vae.data.tfds_data import TfdsRecords
 from keras_vae.errors import UserError
 
-STREAM_CHOICES = ("auto", "on", "off")
-
 __all__ = ["ImageFolder", "InMemoryImages", "InMemorySplit", "TfdsRecords", "evaluation_dataset",
-           "load_split", "open_split", "steps_per_epoch", "training_dataset"]
+           "load_split", "open_split", "split_of", "steps_per_epoch", "training_dataset"]
 
 
 class InMemorySplit:
@@ -83,6 +81,12 @@ def open_split(expression, dataset="mnist", data_dir=None, image_dir=None, image
         raise UserError("--image-size and --grayscale need the streamed path: leave out --stream off.")
     images, labels = tfds_data.load_in_memory(builder, expression)
     return InMemorySplit(images, labels, f"TFDS {dataset} {expression}")
+
+
+def split_of(config, expression):
+    """`open_split` with the data options of a `TrainConfig` or `EvaluateConfig`."""
+    return open_split(expression, config.dataset, config.data_dir, config.image_dir, config.image_size,
+                      config.grayscale, config.stream)
 
 
 def load_split(expression, dataset="mnist", data_dir=None, **options):

@@ -71,7 +71,7 @@ def local_batches(dataset, batch_size, input_context=None):
     Elements are tuples of batched tensors and, last, the epoch. Without an input context, `dataset`
     is returned as it is.
     """
-    if input_context is None:
+    if input_context is None or input_context.num_replicas_in_sync == 1:
         return dataset
     pipelines, pipeline = input_context.num_input_pipelines, input_context.input_pipeline_id
     if batch_size % pipelines:

@@ -1,0 +1,96 @@
+"""TensorFlow Datasets, through `tfds.testing.mock_data`: in memory, streamed, splits, offline check."""
+
+import socket
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from keras_vae import data
+from keras_vae.data import tfds_data
+from keras_vae.errors import UserError
+
+EXAMPLES = 40
+
+
+@pytest.fixture
+def proxy(monkeypatch):
+    """An HTTPS proxy that accepts connections, so the offline check passes without the internet."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    yield
+    server.close()
+
+
+@pytest.fixture
+def mock_tfds(proxy):
+    with tfds.testing.mock_data(num_examples=EXAMPLES):
+        yield
+
+
+@pytest.mark.parametrize(("name", "shape"), [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
+def test_in_memory_and_streamed_read_the_same_images(mock_tfds, name, shape):
+    in_memory = data.open_split("train", dataset=name)
+    streamed = data.open_split("train", dataset=name, stream="on")
+    assert "in memory" in in_memory.description and "streamed" in streamed.description
+    assert in_memory.image_shape == streamed.image_shape == shape
+    images, labels = in_memory.load_all()
+    streamed_images, streamed_labels = streamed.load_all()
+    assert images.shape == (EXAMPLES, *shape) and images.dtype == np.uint8
+    np.testing.assert_array_equal(streamed_images, images)
+    np.testing.assert_array_equal(streamed_labels, labels)
+    evaluated = np.concatenate(list(streamed.evaluation_dataset(16).as_numpy_iterator()))
+    np.testing.assert_allclose(evaluated, images / 255.0, rtol=1e-6)
+
+
+def test_streamed_epochs_hold_every_image_once_and_resume_exactly(mock_tfds):
+    split = data.open_split("train", dataset="cifar10", stream="on")
+    images = split.load_all()[0]
+    source = split.training_source(batch_size=8, seed=1)
+    assert source.steps_per_epoch == EXAMPLES // 8
+    steps = source.steps_per_epoch
+    batches = list(source.dataset().take(2 * steps).as_numpy_iterator())
+    for epoch in range(2):
+        seen = np.concatenate(batches[epoch * steps:(epoch + 1) * steps])
+        expected = (images.reshape(EXAMPLES, -1) / 255.0).astype(np.float32)
+        np.testing.assert_array_equal(np.sort(seen.reshape(EXAMPLES, -1), axis=0), np.sort(expected, axis=0))
+    assert not np.array_equal(batches[0], batches[steps])
+    resumed = list(source.dataset(first_epoch=1, first_step=2).take(steps - 2).as_numpy_iterator())
+    np.testing.assert_array_equal(np.stack(resumed), np.stack(batches[steps + 2:]))
+    again = list(split.training_source(batch_size=8, seed=1).dataset().take(steps).as_numpy_iterator())
+    np.testing.assert_array_equal(np.stack(again), np.stack(batches[:steps]))
+
+
+def test_streamed_resize_and_grayscale(mock_tfds):
+    split = data.open_split("train", dataset="cifar10", image_size=(16, 8), grayscale=True)
+    assert "streamed" in split.description  # resizing streams even with --stream auto
+    images, _ = split.load_all()
+    assert images.shape == (EXAMPLES, 16, 8, 1)
+
+
+@pytest.mark.parametrize("expression", ["train[:0.5%]", "train[:4shard]", "train[10%:]+test"])
+def test_tfds_split_syntax_is_parsed_by_tfds(mock_tfds, expression):
+    assert data.open_split(expression, dataset="mnist").count > 0
+
+
+def test_unparsable_tfds_split(mock_tfds):
+    with pytest.raises(UserError, match="TFDS split syntax"):
+        data.open_split("train[:x]", dataset="mnist")
+
+
+def test_offline_check_goes_through_the_proxy_and_says_what_to_do(monkeypatch):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(UserError, match="through the proxy 127.0.0.1") as error:
+        data.open_split("train", dataset="mnist")
+    assert time.monotonic() - start < tfds_data.DOWNLOAD_PROBE_SECONDS + 5
+    assert "your own folder of IDX files" in str(error.value) and "shared" not in str(error.value)
