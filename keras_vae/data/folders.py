@@ -132,5 +132,5 @@ class ImageFolder(StreamedSplit):
         indices = tf.data.Dataset.range(self.count)
         return indices.map(lambda index: (index, tf.gather(self._paths, index)))
 
-    def load_labels(self):
-        return self.labels
+    def load_labels(self, count):
+        return None if self.labels is None else self.labels[:count]

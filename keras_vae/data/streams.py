@@ -42,8 +42,7 @@ class StreamedSplit:
         count = self.count if limit is None else min(limit, self.count)
         batches = self._decoded(self.in_order().take(count).batch(LOAD_BATCH), LOAD_BATCH, False)
         images = np.concatenate([images for images, _ in batches.as_numpy_iterator()])
-        labels = self.load_labels()
-        return images, None if labels is None else labels[:count]
+        return images, self.load_labels(count)
 
     def training_source(self, batch_size, seed, binarize_mode="none"):
         return StreamedImages(self, batch_size, seed, binarize_mode)

@@ -93,7 +93,10 @@ def split_size(builder, split):
         except (ValueError, KeyError, AssertionError) as error:
             raise UserError(f"Bad split {split!r} for {builder.name!r}: {error}")
     # No split metadata (e.g. under tfds.testing.mock_data): count the records, without decoding.
-    return int(sum(len(batch) for batch in TfdsRecords.labels_or_ids(builder, split)))
+    import tensorflow_datasets as tfds
+
+    records = _read(builder, split, decoders={"image": tfds.decode.SkipDecoding()})
+    return int(records.reduce(np.int64(0), lambda count, _: count + 1))
 
 
 def load_in_memory(builder, split):
@@ -152,15 +155,6 @@ class TfdsRecords(StreamedSplit):
                      decoders={"image": tfds.decode.SkipDecoding()},
                      read_config=tfds.ReadConfig(try_autocache=False))
 
-    @staticmethod
-    def labels_or_ids(builder, split):
-        """Batches of the labels (or, without labels, the ids) of a split's records, nothing decoded."""
-        import tensorflow_datasets as tfds
-
-        key = "label" if "label" in builder.info.features else "image"
-        records = _read(builder, split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
-        return records.map(lambda record: record[key]).batch(READ_BATCH).as_numpy_iterator()
-
     def in_order(self):
         return self._records().enumerate().map(lambda index, record: (index, record["image"]))
 
@@ -184,7 +178,8 @@ class TfdsRecords(StreamedSplit):
     def check_one(self, index, payload):
         return diagnose(payload, f"record {index} of {self.builder.name} {self.split}", self.decoding)
 
-    def load_labels(self):
+    def load_labels(self, count):
         if "label" not in self.builder.info.features:
             return None
-        return np.concatenate(list(self.labels_or_ids(self.builder, self.split)))
+        labels = self._records().take(count).map(lambda record: record["label"]).batch(READ_BATCH)
+        return np.concatenate(list(labels.as_numpy_iterator()))

@@ -1,0 +1,130 @@
+"""Input pipeline benchmarks: streamed pictures vs memory, and memory that does not grow with the data.
+
+    python benchmarks/data.py                # all three
+    python benchmarks/data.py --only decode  # one of: decode, train, rss
+
+Prints one machine-readable line per case:
+    decode format=jpeg size=64x64 images_per_s=...        the streamed pipeline alone (read, decode,
+                                                           resize), over a folder of pictures
+    train source=folder|idx images_per_s=... ratio=...    python train.py on the same 28x28 grey images
+                                                           as PNG files (streamed) and as IDX files (in
+                                                           memory), median epoch after the first
+    rss images=600|6000 peak_rss_mb=...                   peak memory of python train.py on folders of
+                                                           96x96 RGB pictures (1 epoch)
+Every case makes its own synthetic pictures in a temporary folder and deletes them.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def pictures(count, height, width, channels, seed=0):
+    """Smooth random uint8 pictures (compressible, as photographs are, unlike white noise)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (count, height // 8 + 1, width // 8 + 1, channels)).astype(np.float32)
+    smooth = coarse.repeat(8, axis=1).repeat(8, axis=2)[:, :height, :width]
+    noise = rng.normal(0, 8, smooth.shape)
+    return np.clip(smooth + noise, 0, 255).astype(np.uint8)
+
+
+def write_folder(folder, images, suffix=".png"):
+    import tensorflow as tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    encode = tf.io.encode_png if suffix == ".png" else tf.io.encode_jpeg
+    for index, image in enumerate(images):
+        (folder / f"{index:06d}{suffix}").write_bytes(encode(image).numpy())
+
+
+def decode_rate(suffix, count=4000, batch_size=128):
+    """Images per second of the streamed training pipeline alone, 64x64 RGB pictures."""
+    from keras_vae import data
+
+    with tempfile.TemporaryDirectory() as folder:
+        write_folder(Path(folder), pictures(count, 64, 64, 3), suffix)
+        split = data.open_split("train", image_dir=folder, image_size=(64, 64))
+        iterator = iter(split.training_source(batch_size, seed=0).dataset())
+        steps = 2 * (count // batch_size)
+        for _ in range(10):  # warm up: threads, autotuning
+            next(iterator)
+        start = time.perf_counter()
+        for _ in range(steps):
+            next(iterator)
+        return steps * batch_size / (time.perf_counter() - start)
+
+
+def train_py(args, cwd):
+    """Runs train.py; returns its history."""
+    subprocess.run([sys.executable, str(REPO / "train.py"), *args, "--run-dir", "run", "--export-dir", "sm",
+                    "--sample-every", "0", "--no-progress"], check=True, capture_output=True, cwd=cwd)
+    return json.loads((Path(cwd) / "run/metrics.json").read_text())["history"]
+
+
+def train_rates(count=10000, val=1000, batch_size=128, epochs=3):
+    """Images per second of train.py (median epoch after the first) from a folder and from IDX files."""
+    images = pictures(count + val, 28, 28, 1)
+    common = ["--batch-size", str(batch_size), "--epochs", str(epochs)]
+    rates = {}
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        write_folder(folder / "pictures", images)
+        for prefix, part in (("train", images[:count]), ("t10k", images[count:])):
+            header = struct.pack(">IIII", 2051, len(part), 28, 28)
+            (folder / f"{prefix}-images-idx3-ubyte").write_bytes(header + part.tobytes())
+        cases = {"folder": ["--image-dir", "pictures", "--train-split", f"train[:{count}]",
+                            "--val-split", f"train[{count}:]"],
+                 "idx": ["--data-dir", ".", "--train-split", "train", "--val-split", "test"]}
+        for name, args in cases.items():
+            history = train_py([*args, *common], folder)
+            seconds = statistics.median(record["epoch_seconds"] for record in history[1:])
+            rates[name] = (count // batch_size) * batch_size / seconds
+    return rates
+
+
+def peak_rss_mb(count):
+    """Peak resident memory of train.py on a folder of `count` 96x96 RGB pictures, in a fresh process."""
+    with tempfile.TemporaryDirectory() as folder:
+        write_folder(Path(folder) / "pictures", pictures(count, 96, 96, 3))
+        command = [sys.executable, str(REPO / "train.py"), "--image-dir", "pictures", "--epochs", "1",
+                   "--batch-size", "64", "--hidden-dim", "64", "--run-dir", "run", "--export-dir", "sm",
+                   "--sample-every", "0", "--no-progress"]
+        # RUSAGE_CHILDREN of a fresh wrapper process: the peak of this one train.py only.
+        wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+                   "capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        result = subprocess.run([sys.executable, "-c", wrapper, *command], check=True, capture_output=True,
+                                text=True, cwd=folder)
+        return int(result.stdout.split()[-1]) / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--only", choices=("decode", "train", "rss"))
+    only = parser.parse_args().only
+    if only in (None, "decode"):
+        for suffix in (".jpg", ".png"):
+            print(f"decode format={suffix[1:]} size=64x64 images_per_s={decode_rate(suffix):.0f}", flush=True)
+    if only in (None, "train"):
+        rates = train_rates()
+        for name, rate in rates.items():
+            print(f"train source={name} images_per_s={rate:.0f} ratio={rate / rates['idx']:.2f}", flush=True)
+    if only in (None, "rss"):
+        for count in (600, 6000):
+            print(f"rss images={count} peak_rss_mb={peak_rss_mb(count):.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
