@@ -26,15 +26,28 @@ class WorkerLost(UserError):
     exit_status = 1
 
 
-def _load_images(config):
-    train_images, _ = data.load_split(config.train_split, config.dataset, config.data_dir)
-    val_images, _ = data.load_split(config.val_split, config.dataset, config.data_dir)
-    if val_images.shape[1:] != train_images.shape[1:]:
-        raise UserError(f"Training images are {train_images.shape[1:]} but validation images are "
-                        f"{val_images.shape[1:]}; use splits of one data set.")
+def _open_splits(config):
+    """The training and validation splits (see `keras_vae.data.open_split`), checked against each other."""
+    train_split = data.split_of(config, config.train_split)
+    val_split = data.split_of(config, config.val_split)
+    if val_split.image_shape != train_split.image_shape:
+        raise UserError(f"Training images are {train_split.image_shape} but validation images are "
+                        f"{val_split.image_shape}; use splits of one data set.")
     # Trainer.fit checks this too, but only after the run folder is written: fail before that.
-    data.steps_per_epoch(len(train_images), config.batch_size)
-    return train_images, val_images
+    data.steps_per_epoch(train_split.count, config.batch_size)
+    return train_split, val_split
+
+
+def _bad_data(splits, error):
+    """A `UserError` naming the pictures that stopped the pipeline, or None if none fails."""
+    messages = [message for split in splits for message in split.find_bad()]
+    if not messages:
+        return None
+    return UserError(
+        "Some pictures cannot be used (" + error.message.strip().splitlines()[0][:200] + "):\n  "
+        + "\n  ".join(messages) + "\nNothing was exported. Replace them and run the same command to "
+        "resume from the last backup (removing files changes the split: then add --restart)."
+    )
 
 
 def _check_run_dir(config, run_dir):
@@ -101,7 +114,7 @@ def train(config, callbacks=()):
     keras.utils.set_random_seed(config.seed)
     strategy = distribute.make_strategy(config.strategy)
     distribute.check_global_batch(config.batch_size, strategy)
-    train_images, val_images = _load_images(config)
+    train_split, val_split = _open_splits(config)
     run_dir = Path(config.run_dir)
     _check_run_dir(config, run_dir)
     chief = distribute.is_chief(strategy)
@@ -109,7 +122,7 @@ def train(config, callbacks=()):
         "float32" if config.mixed_precision == "none" else f"mixed_{config.mixed_precision}"
     )
     with strategy.scope():
-        model = build_vae(config.arch, train_images.shape[1:], config.latent_dim, config.hidden_dim,
+        model = build_vae(config.arch, train_split.image_shape, config.latent_dim, config.hidden_dim,
                           config.likelihood, config.beta, config.seed)
         optimizer = make_optimizer(config.optimizer, config.learning_rate, config.mixed_precision)
         model.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(config.jit_compile))
@@ -122,19 +135,27 @@ def train(config, callbacks=()):
             exported.unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         config.write_json(run_dir / "config.json")
-        print(f"Training {config.arch} VAE on {len(train_images)} images of shape {train_images.shape[1:]}, "
-              f"validating on {len(val_images)}, {strategy.num_replicas_in_sync} replica(s).")
+        print(f"Training {config.arch} VAE on {train_split.count} images of shape {train_split.image_shape} "
+              f"({train_split.description}), validating on {val_split.count} ({val_split.description}), "
+              f"{strategy.num_replicas_in_sync} replica(s).")
     backup = RunBackup(run_dir / "backup", model, chief)
     trainer = Trainer(model, strategy, config.steps_per_execution, config.progress, backup,
                       config.backup_every_steps)
-    train_data = data.InMemoryImages(train_images, config.batch_size, config.seed, config.binarize)
-    val_dataset = data.evaluation_dataset(val_images, config.batch_size, config.binarize)
+    train_data = train_split.training_source(config.batch_size, config.seed, config.binarize)
+    val_dataset = val_split.evaluation_dataset(config.batch_size, config.binarize)
+    first_val_images = val_split.load_all(RECONSTRUCTION_COUNT)[0]
     try:
         history = trainer.fit(train_data, val_dataset, config.epochs,
-                              [*_callbacks(config, run_dir, val_images, chief), *callbacks],
+                              [*_callbacks(config, run_dir, first_val_images, chief), *callbacks],
                               resume=not config.restart)
-    except tf.errors.InvalidArgumentError as error:
-        if not config.check_numerics:
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+            tf.errors.DataLossError) as error:
+        # A picture that cannot be read or decoded stops the pipeline with an error that does not
+        # name it: look for it. Anything else is a numerical fault (or a bug).
+        bad = _bad_data((train_split, val_split), error)
+        if bad is not None:
+            raise bad
+        if not config.check_numerics or not isinstance(error, tf.errors.InvalidArgumentError):
             raise
         raise TrainingDiverged(f"--check-numerics found the first NaN or Inf:\n{error.message[:2000]}")
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:

@@ -143,9 +143,10 @@ class Trainer:
         """Trains until `epochs` epochs are done, resuming from the backup if there is one.
 
         Args:
-            train_data: A training data source (see `keras_vae.data.InMemoryImages`): its
-                `steps_per_epoch`, and `dataset(first_epoch, first_step)`, the endless global batches
-                from that position on, each epoch in an order that depends only on the epoch.
+            train_data: A training data source (see `keras_vae.data.pipelines`): its
+                `steps_per_epoch`, and `dataset(first_epoch, first_step, input_context)`, the endless
+                batches from that position on, each epoch in an order that depends only on the epoch,
+                of this input pipeline's slice of every global batch when given an input context.
             val_dataset: A finite `tf.data.Dataset` of global validation batches.
             epochs: Total number of epochs, including those done before a resume.
             callbacks: Keras callbacks, called as `Model.fit` calls them (a progress bar is added on
@@ -160,9 +161,11 @@ class Trainer:
         first_epoch, first_step, history = restored or (0, 0, [])
         if restored and self.chief:
             print(f"Resuming from the backup at epoch {first_epoch + 1}, step {first_step}.")
-        distribute_dataset = self.strategy.experimental_distribute_dataset
-        iterator = iter(distribute_dataset(train_data.dataset(first_epoch, first_step)))
-        val_dataset = distribute_dataset(val_dataset)
+        # Each input pipeline (one per worker) builds its own slice of every global batch, so that a
+        # worker reads and decodes only the images its replicas train on.
+        iterator = iter(self.strategy.distribute_datasets_from_function(
+            lambda context: train_data.dataset(first_epoch, first_step, context)))
+        val_dataset = self.strategy.experimental_distribute_dataset(val_dataset)
         # verbose 2 is Keras' one line per epoch; only the chief reports.
         callbacks = keras.callbacks.CallbackList(
             list(callbacks), add_progbar=self.chief, model=self.model,
