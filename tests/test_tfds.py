@@ -94,3 +94,20 @@ def test_offline_check_goes_through_the_proxy_and_says_what_to_do(monkeypatch):
         data.open_split("train", dataset="mnist")
     assert time.monotonic() - start < tfds_data.DOWNLOAD_PROBE_SECONDS + 5
     assert "your own folder of IDX files" in str(error.value) and "shared" not in str(error.value)
+
+
+@pytest.mark.parametrize(("name", "options", "path"), [
+    ("mnist", {}, "in memory, from TFDS mnist"),
+    ("cifar10", {"stream": "on", "arch": "conv", "likelihood": "gaussian"}, "streamed from the TFDS record"),
+])
+def test_train_py_default_path_runs_on_tfds(mock_tfds, tmp_path, capsys, name, options, path):
+    from keras_vae import run
+    from keras_vae.config import TrainConfig
+
+    config = TrainConfig(dataset=name, epochs=1, batch_size=8, latent_dim=2, hidden_dim=8,
+                         sample_every=0, progress=False, run_dir=str(tmp_path / "run"),
+                         export_dir=str(tmp_path / "sm"), **options)
+    summary = run.train(config)
+    assert path in capsys.readouterr().out
+    assert summary["steps"] == EXAMPLES // 8 and summary["version"] == 1
+    assert np.isfinite(summary["final"]["val_loss"])
