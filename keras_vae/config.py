@@ -40,6 +40,11 @@ def _check_pair(flag, value, minimum):
     return value
 
 
+def _shown(value):
+    """An option's value as it is written on the command line."""
+    return " ".join(map(str, value)) if isinstance(value, list) else value
+
+
 class _Config:
     """Validation, parsing and JSON shared by the command configs."""
 
@@ -119,22 +124,9 @@ STREAM_HELP = ("TFDS data sets: stream from the prepared files instead of loadin
                "stream those over 1 GiB decoded (folders always stream, IDX files never)")
 
 
-def _check_data_options(config):
-    """Checks the data options of a train or evaluate config together."""
-    if config.image_dir is not None and config.data_dir is not None:
-        raise UserError("Give --image-dir (pictures) or --data-dir (IDX files), not both.")
-    if config.data_dir is not None and (config.image_size or config.grayscale):
-        raise UserError("--image-size and --grayscale apply to --image-dir and TFDS data sets, not to "
-                        "IDX files.")
-
-
-def _default_split(config, which):
-    return DEFAULT_SPLITS["folder" if config.image_dir is not None else "files"][which]
-
-
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(_Config):
-    """Train a variational autoencoder and export its decoder and encoder as SavedModels."""
+class _DataConfig(_Config):
+    """The data options train.py and evaluate.py share (see keras_vae.data.open_split)."""
 
     dataset: str = _option("mnist", "TensorFlow Datasets image data set (mnist, fashion_mnist, ...)")
     data_dir: str | None = _option(
@@ -145,6 +137,23 @@ class TrainConfig(_Config):
                                                  metavar=("HEIGHT", "WIDTH"))
     grayscale: bool = _option(False, GRAYSCALE_HELP)
     stream: str = _option("auto", STREAM_HELP, choices=("auto", "on", "off"))
+
+    def validate(self):
+        if self.image_dir is not None and self.data_dir is not None:
+            raise UserError("Give --image-dir (pictures) or --data-dir (IDX files), not both.")
+        if self.data_dir is not None and (self.image_size or self.grayscale):
+            raise UserError("--image-size and --grayscale apply to --image-dir and TFDS data sets, not to "
+                            "IDX files.")
+
+    def default_split(self, which):
+        """The default training (0) or validation (1) split of the data: see DEFAULT_SPLITS."""
+        return DEFAULT_SPLITS["folder" if self.image_dir is not None else "files"][which]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_DataConfig):
+    """Train a variational autoencoder and export its decoder and encoder as SavedModels."""
+
     train_split: str | None = _option(
         None, "training split, TFDS slicing syntax (e.g. 'test[:8000]'); default 'train', or "
         "'train[:90%]' of an --image-dir"
@@ -211,17 +220,18 @@ class TrainConfig(_Config):
     def validate(self):
         if not self.learning_rate > 0:
             raise UserError(f"--learning-rate must be positive; got {self.learning_rate}.")
-        _check_data_options(self)
+        super().validate()
         for index, name in enumerate(("train_split", "val_split")):
             if getattr(self, name) is None:
-                object.__setattr__(self, name, _default_split(self, index))
+                object.__setattr__(self, name, self.default_split(index))
 
     def check_resumable_from(self, saved):
         """Raises a `UserError` if the run saved with options `saved` (a dict) is another run."""
         current = json.loads(json.dumps(self.to_dict()))  # tuples as lists, as they were saved
         changed = sorted(k for k, v in saved.items() if k not in self.RESUMABLE and current.get(k, v) != v)
         if changed:
-            shown = ", ".join(f"--{k.replace('_', '-')} {saved[k]} -> {getattr(self, k)}" for k in changed)
+            shown = ", ".join(f"--{k.replace('_', '-')} {_shown(saved[k])} -> {_shown(current[k])}"
+                              for k in changed)
             raise UserError(
                 f"{self.run_dir} holds a run with other options ({shown}). Resume it with its own "
                 "options, start it over with --restart, or choose another --run-dir."
@@ -248,22 +258,13 @@ class SampleConfig(_Config):
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateConfig(_Config):
+class EvaluateConfig(_DataConfig):
     """Evaluate an exported encoder and decoder: negative ELBO, importance-weighted NLL, pictures."""
 
     export_dir: str = _option("saved_models", "export root holding {decoder,encoder}/<version>/")
     version: int | None = _option(
         None, "version to evaluate, the same for encoder and decoder (default: the latest)", minimum=1
     )
-    dataset: str = _option("mnist", "TensorFlow Datasets image data set (mnist, fashion_mnist, ...)")
-    data_dir: str | None = _option(
-        None, "read IDX files (train-images-idx3-ubyte[.gz], t10k-...) from this folder instead of TFDS"
-    )
-    image_dir: str | None = _option(None, "evaluate on the pictures in this folder (see train.py --help)")
-    image_size: tuple[int, int] | None = _option(None, IMAGE_SIZE_HELP, minimum=1,
-                                                 metavar=("HEIGHT", "WIDTH"))
-    grayscale: bool = _option(False, GRAYSCALE_HELP)
-    stream: str = _option("auto", STREAM_HELP, choices=("auto", "on", "off"))
     split: str | None = _option(
         None, "split to evaluate, TFDS slicing syntax (e.g. 'test[8000:]'); default 'test', or "
         "'train[90%:]' of an --image-dir"
@@ -281,6 +282,6 @@ class EvaluateConfig(_Config):
     pictures: bool = _option(True, "write the pictures (PNG) as well as the numbers")
 
     def validate(self):
-        _check_data_options(self)
+        super().validate()
         if self.split is None:
-            object.__setattr__(self, "split", _default_split(self, 1))
+            object.__setattr__(self, "split", self.default_split(1))

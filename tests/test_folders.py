@@ -1,5 +1,7 @@
 """Folders of pictures: listing, splits, decoding, the streamed training order, and bad pictures."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -147,3 +149,25 @@ def test_split_errors(classes):
         data.open_split("train[20:]", image_dir=classes)
     with pytest.raises(UserError, match="not a folder"):
         data.open_split("train", image_dir=classes / "missing")
+
+
+def test_image_options_on_the_command_line_and_in_config_json(tmp_path, capsys):
+    from keras_vae.config import EvaluateConfig, TrainConfig
+
+    config = TrainConfig.from_args(["--image-dir", "photos", "--image-size", "64", "48", "--grayscale"])
+    assert config.image_size == (64, 48) and config.grayscale
+    assert (config.train_split, config.val_split) == ("train[:90%]", "train[90%:]")
+    assert (TrainConfig().train_split, TrainConfig().val_split) == ("train", "test")
+    assert EvaluateConfig(image_dir="photos").split == "train[90%:]"
+    config.write_json(tmp_path / "config.json")
+    config.check_resumable_from(json.loads((tmp_path / "config.json").read_text()))  # the list is the tuple
+    with pytest.raises(UserError, match="--image-size 64 48 -> 32 32"):
+        TrainConfig(image_dir="photos", image_size=(32, 32), grayscale=True).check_resumable_from(
+            json.loads((tmp_path / "config.json").read_text()))
+    for bad, message in ((["--image-size", "64", "0"], "at least 1"),
+                         (["--image-dir", "a", "--data-dir", "b"], "not both"),
+                         (["--data-dir", "b", "--grayscale"], "not to IDX files")):
+        with pytest.raises(SystemExit) as exit_status:
+            TrainConfig.from_args(bad)
+        assert exit_status.value.code == 2 and message in capsys.readouterr().err
+

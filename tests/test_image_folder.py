@@ -1,20 +1,15 @@
 """Training on a folder of pictures end to end: train.py, exports, sample.py, evaluate.py, resume."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import keras
 import matplotlib.image
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_resume import ARGS, _assert_same_run, _backup_numbers
+from test_resume import ARGS, _assert_same_run, kill_after_backups
 
-from conftest import REPO, colour_images, run_script, synthetic_images, write_pictures
+from conftest import colour_images, run_script, synthetic_images, write_pictures
 from keras_vae import data
 from keras_vae.models import build_vae
 from keras_vae.training import Trainer
@@ -81,15 +76,7 @@ def test_sigkill_then_rerun_on_a_folder_matches_an_uninterrupted_run(tmp_path):
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert "streamed from 256 picture files" in plain.stdout
 
-    command = [sys.executable, str(REPO / "train.py"), *common, "--run-dir", "b", "--export-dir", "sb"]
-    process = subprocess.Popen(command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while max(_backup_numbers(tmp_path / "b/backup"), default=0) < 4:
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before the kill"
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_backups([*common, "--run-dir", "b", "--export-dir", "sb"], tmp_path, tmp_path / "b/backup")
     resumed = run_script("train.py", *common, "--run-dir", "b", "--export-dir", "sb", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from the backup" in resumed.stdout

@@ -54,22 +54,27 @@ def _assert_same_run(run_a, export_a, run_b, export_b, epochs=4):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
 
 
+def kill_after_backups(args, cwd, backup_dir, backups=4):
+    """Runs train.py with `args` and kills it (SIGKILL) once it has made `backups` backups."""
+    command = [sys.executable, str(REPO / "train.py"), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    # Kill once a few mid-epoch backups exist: the point is arbitrary, as a preemption's would be.
+    while max(_backup_numbers(backup_dir), default=0) < backups:
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before the kill"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 def test_sigkill_then_rerun_matches_an_uninterrupted_run(idx_dir, tmp_path):
     common = [*ARGS, "--data-dir", str(idx_dir)]
     plain = run_script("train.py", *common, "--run-dir", "a", "--export-dir", "sa", cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr[-3000:]
 
-    command = [sys.executable, str(REPO / "train.py"), *common, "--run-dir", "b", "--export-dir", "sb"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    # Kill once a few mid-epoch backups exist: the point is arbitrary, as a preemption's would be.
-    while max(_backup_numbers(tmp_path / "b/backup"), default=0) < 4:
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before the kill"
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_backups([*common, "--run-dir", "b", "--export-dir", "sb"], tmp_path, tmp_path / "b/backup")
     assert not (tmp_path / "sb").exists()
 
     resumed = run_script("train.py", *common, "--run-dir", "b", "--export-dir", "sb", cwd=tmp_path)
