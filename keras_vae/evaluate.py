@@ -203,7 +203,8 @@ def run(config):
     model = ExportedVAE(config.export_dir, config.version)
     split = data.split_of(config, config.split)
     print(f"Reading {config.split!r} {split.description}.")
-    images, labels = split.load_all()
+    with data.naming_bad_pictures(split):
+        images, labels = split.load_all()
     print(f"Evaluating version {model.version} of {config.export_dir} ({model.likelihood} likelihood) "
           f"on {len(images)} images of {config.split!r}, {PIXELS[config.binarize]}, k={config.k}.")
     outputs, seconds = _estimate(model, images, config.k, config.batch_size, config.binarize, config.seed,

@@ -38,18 +38,6 @@ def _open_splits(config):
     return train_split, val_split
 
 
-def _bad_data(splits, error):
-    """A `UserError` naming the pictures that stopped the pipeline, or None if none fails."""
-    messages = [message for split in splits for message in split.find_bad()]
-    if not messages:
-        return None
-    return UserError(
-        "Some pictures cannot be used (" + error.message.strip().splitlines()[0][:200] + "):\n  "
-        + "\n  ".join(messages) + "\nNothing was exported. Replace them and run the same command to "
-        "resume from the last backup (removing files changes the split: then add --restart)."
-    )
-
-
 def _check_run_dir(config, run_dir):
     """Refuses to resume a run that was started with other options (unless --restart)."""
     saved = run_dir / "config.json"
@@ -143,19 +131,14 @@ def train(config, callbacks=()):
                       config.backup_every_steps)
     train_data = train_split.training_source(config.batch_size, config.seed, config.binarize)
     val_dataset = val_split.evaluation_dataset(config.batch_size, config.binarize)
-    first_val_images = val_split.load_all(RECONSTRUCTION_COUNT)[0]
     try:
-        history = trainer.fit(train_data, val_dataset, config.epochs,
-                              [*_callbacks(config, run_dir, first_val_images, chief), *callbacks],
-                              resume=not config.restart)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
-            tf.errors.DataLossError) as error:
-        # A picture that cannot be read or decoded stops the pipeline with an error that does not
-        # name it: look for it. Anything else is a numerical fault (or a bug).
-        bad = _bad_data((train_split, val_split), error)
-        if bad is not None:
-            raise bad
-        if not config.check_numerics or not isinstance(error, tf.errors.InvalidArgumentError):
+        with data.naming_bad_pictures(train_split, val_split):
+            first_val_images = val_split.load_all(RECONSTRUCTION_COUNT)[0]
+            history = trainer.fit(train_data, val_dataset, config.epochs,
+                                  [*_callbacks(config, run_dir, first_val_images, chief), *callbacks],
+                                  resume=not config.restart)
+    except tf.errors.InvalidArgumentError as error:
+        if not config.check_numerics:
             raise
         raise TrainingDiverged(f"--check-numerics found the first NaN or Inf:\n{error.message[:2000]}")
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:

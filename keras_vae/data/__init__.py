@@ -8,6 +8,10 @@ IDX files and small TFDS data sets load into memory; folders of pictures and lar
 stream from their files (`stream="auto"`).
 """
 
+import contextlib
+
+import tensorflow as tf
+
 from keras_vae.data import idx, pipelines, tfds_data
 from keras_vae.data.folders import ImageFolder
 from keras_vae.data.pipelines import (
@@ -20,7 +24,8 @@ from keras_vae.data.tfds_data import TfdsRecords
 from keras_vae.errors import UserError
 
 __all__ = ["ImageFolder", "InMemoryImages", "InMemorySplit", "TfdsRecords", "evaluation_dataset",
-           "load_split", "open_split", "split_of", "steps_per_epoch", "training_dataset"]
+           "load_split", "naming_bad_pictures", "open_split", "split_of", "steps_per_epoch",
+           "training_dataset"]
 
 
 class InMemorySplit:
@@ -81,6 +86,28 @@ def open_split(expression, dataset="mnist", data_dir=None, image_dir=None, image
         raise UserError("--image-size and --grayscale need the streamed path: leave out --stream off.")
     images, labels = tfds_data.load_in_memory(builder, expression)
     return InMemorySplit(images, labels, f"TFDS {dataset} {expression}")
+
+
+@contextlib.contextmanager
+def naming_bad_pictures(*splits):
+    """Turns an input pipeline error caused by pictures of `splits` into a `UserError` naming them.
+
+    The decoding ops' errors do not say which picture failed, so this reads the splits once more
+    (`find_bad`); errors that no picture explains pass through unchanged.
+    """
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+            tf.errors.DataLossError) as error:
+        messages = [message for split in splits for message in split.find_bad()]
+        if not messages:
+            raise
+        raise UserError(
+            "Some pictures cannot be used (" + error.message.strip().splitlines()[0][:200] + "):\n  "
+            + "\n  ".join(messages) + "\nNothing was exported. Replace them, and run the same command "
+            "again (training resumes from its last backup; after removing pictures, the split is "
+            "another one: add --restart)."
+        ) from None
 
 
 def split_of(config, expression):
