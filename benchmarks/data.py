@@ -67,11 +67,14 @@ def decode_rate(suffix, count=4000, batch_size=128):
         return steps * batch_size / (time.perf_counter() - start)
 
 
-def train_py(args, cwd):
-    """Runs train.py; returns its history."""
-    subprocess.run([sys.executable, str(REPO / "train.py"), *args, "--run-dir", "run", "--export-dir", "sm",
-                    "--sample-every", "0", "--no-progress"], check=True, capture_output=True, cwd=cwd)
-    return json.loads((Path(cwd) / "run/metrics.json").read_text())["history"]
+def train_py(args, cwd, name):
+    """Runs train.py with its run and export folders named `name`; returns its history."""
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args, "--run-dir", name,
+                             "--export-dir", f"{name}_sm", "--sample-every", "0", "--no-progress"],
+                            capture_output=True, text=True, cwd=cwd)
+    if result.returncode:
+        raise SystemExit(f"train.py failed:\n{result.stderr[-3000:]}")
+    return json.loads((Path(cwd) / name / "metrics.json").read_text())["history"]
 
 
 def train_rates(count=10000, val=1000, batch_size=128, epochs=3):
@@ -89,7 +92,7 @@ def train_rates(count=10000, val=1000, batch_size=128, epochs=3):
                             "--val-split", f"train[{count}:]"],
                  "idx": ["--data-dir", ".", "--train-split", "train", "--val-split", "test"]}
         for name, args in cases.items():
-            history = train_py([*args, *common], folder)
+            history = train_py([*args, *common], folder, name)
             seconds = statistics.median(record["epoch_seconds"] for record in history[1:])
             rates[name] = (count // batch_size) * batch_size / seconds
     return rates
