@@ -111,3 +111,46 @@ def test_train_py_default_path_runs_on_tfds(mock_tfds, tmp_path, capsys, name, o
     assert path in capsys.readouterr().out
     assert summary["steps"] == EXAMPLES // 8 and summary["version"] == 1
     assert np.isfinite(summary["final"]["val_loss"])
+
+
+class TinyPictures(tfds.core.GeneratorBasedBuilder):
+    """A real TFDS data set, prepared into record files on disk, without a download."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(8, 8, 3)), "label": tfds.features.ClassLabel(num_classes=3)}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(60, 0), "test": self._generate_examples(20, 1)}
+
+    def _generate_examples(self, count, seed):
+        rng = np.random.default_rng(seed)
+        for index in range(count):
+            yield index, {"image": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), "label": index % 3}
+
+
+@pytest.fixture
+def prepared(tmp_path, monkeypatch):
+    TinyPictures(data_dir=tmp_path).download_and_prepare()
+    monkeypatch.setattr(tfds.core.utils.file_utils, "_REGISTERED_DATA_DIRS", {tmp_path})
+    return "tiny_pictures"
+
+
+def test_prepared_record_files_with_tfds_splits(prepared):
+    assert data.open_split("train[:25%]", dataset=prepared).count == 15
+    assert data.open_split("train[:1shard]+test[:10%]", dataset=prepared).count == 62
+    with pytest.raises(UserError, match="Bad split 'validation'"):
+        data.open_split("validation", dataset=prepared)
+    in_memory = data.open_split("train[10:50]", dataset=prepared)
+    streamed = data.open_split("train[10:50]", dataset=prepared, stream="on")
+    assert streamed.count == in_memory.count == 40
+    images, labels = in_memory.load_all()
+    np.testing.assert_array_equal(streamed.load_all()[0], images)
+    np.testing.assert_array_equal(streamed.load_all()[1], labels)
+    source = streamed.training_source(batch_size=16, seed=0)
+    epoch = np.concatenate(list(source.dataset().take(source.steps_per_epoch).as_numpy_iterator()))
+    assert len({image.tobytes() for image in epoch}) == 32  # 2 full batches of different images
+    assert {image.tobytes() for image in epoch} <= {(image / 255.0).astype(np.float32).tobytes()
+                                                    for image in images}
