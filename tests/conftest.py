@@ -94,3 +94,13 @@ def write_pictures(folder, images, suffix=".png", names=None):
 def colour_images(count, height=16, width=16, seed=0):
     """Uint8 RGB images [count, height, width, 3]: a blob per channel, so a VAE has something to learn."""
     return np.concatenate([synthetic_images(count, height, width, seed + c) for c in range(3)], axis=-1)
+
+
+@pytest.fixture(scope="session")
+def mirrored():
+    """The session's one MirroredStrategy over the two logical CPUs.
+
+    Strategies made one after another in a process number their collective ops alike, and a later
+    one's all-reduce can meet an earlier one's shapes ("Shape mismatch in the collective instance").
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -4,7 +4,6 @@ import gzip
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from conftest import run_script, synthetic_images, write_idx
 from keras_vae import distribute
@@ -77,8 +76,8 @@ def test_bad_input_is_refused_cleanly(case, idx_dir, tmp_path):
     assert _snapshot(work) == before
 
 
-def test_batch_must_split_evenly_over_replicas():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_batch_must_split_evenly_over_replicas(mirrored):
+    strategy = mirrored
     distribute.check_global_batch(64, strategy)
     with pytest.raises(UserError, match="--batch-size 63 does not split evenly over 2 replicas"):
         distribute.check_global_batch(63, strategy)

@@ -96,11 +96,10 @@ def _train(strategy, source, val_dataset, initial=None):
     return start, [v.numpy() for v in model.trainable_variables], history
 
 
-def test_two_replicas_match_one_on_streamed_pictures_and_on_the_same_images_in_memory(rgb_folder):
+def test_two_replicas_match_one_on_streamed_pictures_and_on_the_same_images_in_memory(rgb_folder, mirrored):
     split = data.open_split("train", image_dir=rgb_folder)
     streamed = split.training_source(batch_size=8, seed=0)
     initial, one, history_one = _train(tf.distribute.get_strategy(), streamed, split.evaluation_dataset(8))
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     _, two, history_two = _train(mirrored, streamed, split.evaluation_dataset(8), initial)
     in_memory = data.InMemoryImages(split.load_all()[0], batch_size=8, seed=0)
     _, memory, history_memory = _train(tf.distribute.get_strategy(), in_memory,

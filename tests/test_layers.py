@@ -30,8 +30,8 @@ def test_sampling_config_round_trip():
     np.testing.assert_array_equal(np.asarray(layer(inputs)), np.asarray(clone(inputs)))
 
 
-def test_replicas_draw_their_own_slice_of_the_global_noise():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_replicas_draw_their_own_slice_of_the_global_noise(mirrored):
+    strategy = mirrored
     with strategy.scope():
         mirrored = Sampling(seed=5)
     single = Sampling(seed=5)

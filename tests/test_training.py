@@ -28,11 +28,10 @@ def _train(strategy, images, initial_weights=None, epochs=2, optimizer=None, bat
 
 
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
-def test_two_replicas_match_one_replica(jit_compile):
+def test_two_replicas_match_one_replica(jit_compile, mirrored):
     images = synthetic_images(48, 12, 12)
     initial, single_weights, single_history = _train(tf.distribute.get_strategy(), images,
                                                      jit_compile=jit_compile)
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
     _, mirrored_weights, mirrored_history = _train(mirrored, images, initial_weights=initial,
                                                    jit_compile=jit_compile)
@@ -61,11 +60,10 @@ def test_non_finite_loss_stops_training():
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_trains_on_two_replicas(policy):
+def test_mixed_precision_trains_on_two_replicas(policy, mirrored):
     images = synthetic_images(64, 12, 12)
     keras.mixed_precision.set_global_policy(policy)
     try:
-        mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with mirrored.scope():  # the loss scale is a variable of the optimizer's own
             optimizer = make_optimizer("adam", 1e-2, policy.removeprefix("mixed_"))
         _, _, history = _train(mirrored, images, epochs=3, optimizer=optimizer, jit_compile=True)

@@ -98,15 +98,14 @@ def naming_bad_pictures(*splits):
     try:
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
-            tf.errors.DataLossError) as error:
+            tf.errors.DataLossError):
         messages = [message for split in splits for message in split.find_bad()]
         if not messages:
             raise
         raise UserError(
-            "Some pictures cannot be used (" + error.message.strip().splitlines()[0][:200] + "):\n  "
-            + "\n  ".join(messages) + "\nNothing was exported. Replace them, and run the same command "
-            "again (training resumes from its last backup; after removing pictures, the split is "
-            "another one: add --restart)."
+            "Some pictures cannot be used:\n  " + "\n  ".join(messages)
+            + "\nNothing was exported. Replace them, and run the same command again (training resumes "
+            "from its last backup; after removing pictures, the split is another one: add --restart)."
         ) from None
 
 

@@ -108,4 +108,4 @@ class StreamedImages:
         images = self.split._decoded(local, size).map(
             lambda image, index, epoch: pipelines.to_model_input(image, index, self.binarize_mode,
                                                                  self.seed, epoch))
-        return pipelines.with_options(images.prefetch(pipelines.PREFETCH_BATCHES))
+        return pipelines.endless(pipelines.with_options(images.prefetch(pipelines.PREFETCH_BATCHES)))
