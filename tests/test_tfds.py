@@ -83,17 +83,30 @@ def test_unparsable_tfds_split(mock_tfds):
         data.open_split("train[:x]", dataset="mnist")
 
 
-def test_offline_check_goes_through_the_proxy_and_says_what_to_do(monkeypatch):
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
-    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+class _Unprepared:
+    """What the offline check reads of a TFDS builder whose data set is not on disk."""
+
+    name = "mnist"
+    url_infos = {"https://unreachable.invalid/mnist.gz": None}
+
+
+@pytest.mark.parametrize("through_proxy", [False, True])
+def test_offline_check_fails_fast_and_says_what_to_do(monkeypatch, through_proxy):
+    for variable in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    expected = "unreachable.invalid is unreachable"
+    if through_proxy:
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        closed.close()
+        expected += " through the proxy 127.0.0.1"
     start = time.monotonic()
-    with pytest.raises(UserError, match="through the proxy 127.0.0.1") as error:
-        data.open_split("train", dataset="mnist")
-    assert time.monotonic() - start < tfds_data.DOWNLOAD_PROBE_SECONDS + 5
-    assert "your own folder of IDX files" in str(error.value) and "shared" not in str(error.value)
+    with pytest.raises(UserError, match=expected) as error:
+        tfds_data._check_downloadable(_Unprepared())
+    assert time.monotonic() - start < tfds_data.DOWNLOAD_PROBE_SECONDS + 1
+    assert "your own folder of IDX files" in str(error.value) and "--data-dir DIR" in str(error.value)
+    assert "shared" not in str(error.value)
 
 
 @pytest.mark.parametrize(("name", "options", "path"), [
