@@ -14,11 +14,12 @@ from keras_vae.errors import UserError
 
 @pytest.fixture
 def classes(tmp_path):
-    """A folder with class subfolders cat/ (12 PNGs) and dog/ (8 JPEGs), RGB 8x12, and a README."""
+    """Class subfolders cat/ (12 PNGs) and dog/ (8 JPEGs) of RGB 8x12 pictures, a README, a hidden file."""
     folder = tmp_path / "pictures"
     write_pictures(folder / "cat", colour_images(12, 8, 12, seed=1))
     write_pictures(folder / "dog", colour_images(8, 8, 12, seed=5), suffix=".jpg")
     (folder / "README.txt").write_text("not a picture")
+    (folder / "cat/._00000.png").write_bytes(b"\x00\x05\x16\x07 macOS metadata")  # hidden: ignored
     return folder
 
 

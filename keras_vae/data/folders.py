@@ -27,9 +27,11 @@ def _pictures(folder):
     pictures, others = [], 0
     with os.scandir(folder) as entries:
         for entry in entries:
+            if entry.name.startswith("."):  # hidden, e.g. macOS's "._photo.jpg" metadata files
+                continue
             if entry.name.lower().endswith(EXTENSIONS):
                 pictures.append(entry.name)
-            elif not entry.is_dir() and not entry.name.startswith("."):
+            elif not entry.is_dir():
                 others += 1
     return pictures, others
 
@@ -114,8 +116,8 @@ class ImageFolder(StreamedSplit):
                          f"streamed from {len(chosen)} picture files{classes} in {folder}{extra}")
         self._paths = tf.constant(self.paths)
 
-    def ordered_batches(self, index_batches):
-        return index_batches.map(lambda index, *rest: (index, tf.gather(self._paths, index), *rest))
+    def payloads(self, indices):
+        return tf.gather(self._paths, indices)
 
     def load_one(self, index, path):
         return decode(tf.io.read_file(path), path, self.decoding)
@@ -127,10 +129,6 @@ class ImageFolder(StreamedSplit):
         except OSError as error:
             return f"cannot read {name}: {error.strerror}"
         return diagnose(contents, name, self.decoding)
-
-    def in_order(self):
-        indices = tf.data.Dataset.range(self.count)
-        return indices.map(lambda index: (index, tf.gather(self._paths, index)))
 
     def load_labels(self, count):
         return None if self.labels is None else self.labels[:count]

@@ -1,8 +1,9 @@
 """Data sets streamed from encoded pictures (files, TFDS records), decoded in parallel as they are read.
 
-Subclasses say how to list the pictures (`in_order`, `global_batches`) and how to load one
-(`load_one`, `check_one`); this class makes the training source, the evaluation batches, and finds
-the pictures that fail when the pipeline stops on one.
+Subclasses say what to read for picture i (`payloads`, or `in_order` and `global_batches` when the
+pictures can only be read in order) and how to load one (`load_one`, `check_one`, `load_labels`);
+this class makes the training source, the evaluation batches, and finds the pictures that fail when
+the pipeline stops on one.
 """
 
 import numpy as np
@@ -29,13 +30,23 @@ class StreamedSplit:
         self.image_shape = decoding.image_shape
         self.description = description
 
+    def payloads(self, indices):
+        """What `load_one` reads for the pictures `indices` (a tensor of any shape), when they can be
+        read by index."""
+        raise NotImplementedError
+
+    def in_order(self):
+        """Every (index, payload), in order."""
+        return tf.data.Dataset.range(self.count).map(lambda index: (index, self.payloads(index)))
+
     def global_batches(self, batch_size, seed, first_epoch, first_step):
         """Endless global batches (indices, payloads, epoch), from step `first_step` of `first_epoch`.
 
-        By default the order is `pipelines.index_batches`: a stateless permutation per epoch.
+        By default the order is `pipelines.index_batches`, a stateless permutation per epoch, as for
+        images in memory; the payloads of skipped steps are never read.
         """
         indices = pipelines.index_batches(self.count, batch_size, seed, first_epoch, first_step)
-        return self.ordered_batches(indices)
+        return indices.map(lambda index, epoch: (index, self.payloads(index), epoch))
 
     def load_all(self, limit=None):
         """(uint8 images [N, H, W, C], labels or None) of the first `limit` pictures (default: all)."""
@@ -83,6 +94,8 @@ class StreamedSplit:
         wanted = tf.constant(bad[:MAX_NAMED], tf.int64)
         chosen = self.in_order().filter(lambda index, payload: tf.reduce_any(tf.equal(index, wanted)))
         messages = [self.check_one(int(index), payload) for index, payload in chosen.as_numpy_iterator()]
+        # A picture that failed only in the pipeline (e.g. a file that came back) has no message.
+        messages = [message for message in messages if message is not None]
         if len(bad) > MAX_NAMED:
             messages.append(f"... and {len(bad) - MAX_NAMED} more")
         return messages
