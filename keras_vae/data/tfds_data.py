@@ -105,6 +105,9 @@ def load_in_memory(builder, split):
     Not `batch_size=-1`: that builds one tensor of the whole split in the graph, and TensorFlow
     refuses constants over 2 GB.
     """
+    if None in builder.info.features["image"].shape:
+        raise UserError(f"The images of {builder.name!r} differ in size; stream them (leave out "
+                        "--stream off) with --image-size HEIGHT WIDTH.")
     images, labels = [], []
     for batch in _read(builder, split, batch_size=READ_BATCH).as_numpy_iterator():
         images.append(batch["image"])
