@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import socket
 import struct
 import sys
 from pathlib import Path
@@ -104,3 +105,16 @@ def mirrored():
     one's all-reduce can meet an earlier one's shapes ("Shape mismatch in the collective instance").
     """
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture
+def proxy(monkeypatch):
+    """An HTTPS proxy that accepts connections, so the offline check passes without the internet."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    yield
+    server.close()

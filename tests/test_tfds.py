@@ -15,19 +15,6 @@ EXAMPLES = 40
 
 
 @pytest.fixture
-def proxy(monkeypatch):
-    """An HTTPS proxy that accepts connections, so the offline check passes without the internet."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.getsockname()[1]}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    yield
-    server.close()
-
-
-@pytest.fixture
 def mock_tfds(proxy):
     with tfds.testing.mock_data(num_examples=EXAMPLES):
         yield
