@@ -17,7 +17,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from keras_vae.errors import UserError
+from keras_vae.errors import DiskFull, UserError, is_disk_full
 
 KEEP = 2
 
@@ -41,21 +41,46 @@ class RunBackup:
         self.chief = chief
         self.position = tf.Variable([0, 0], dtype=tf.int64, trainable=False)  # epoch, step
         self.history = tf.Variable("[]", dtype=tf.string, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(
-            model=[v.value for v in model.variables],  # weights and the sampling seed state
-            optimizer=[v.value for v in model.optimizer.variables],
-            metrics=[v.value for metric in model.metrics for v in metric.variables],
-            position=self.position,
-            history=self.history,
-        )
-        write_to = self.directory if chief else Path(tempfile.mkdtemp(prefix="keras_vae-worker-"))
-        self._manager = tf.train.CheckpointManager(self.checkpoint, str(write_to), max_to_keep=KEEP)
+        state = {
+            "model": [v.value for v in model.variables],  # weights and the sampling seed state
+            "optimizer": [v.value for v in model.optimizer.variables],
+            "metrics": [v.value for metric in model.metrics for v in metric.variables],
+        }
+        self._numeric = [v for variables in state.values() for v in variables]
+        self.checkpoint = tf.train.Checkpoint(**state, position=self.position, history=self.history)
+        self._write_to = self.directory if chief else Path(tempfile.mkdtemp(prefix="keras_vae-worker-"))
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self._write_to), max_to_keep=KEEP)
 
     def save(self, epoch, step, history):
-        """Records that `epoch` (0-based) has run `step` steps, with `history` of finished epochs."""
+        """Records that `epoch` (0-based) has run `step` steps, with `history` of finished epochs.
+
+        Raises:
+            DiskFull: if the folder fills up; the half-written backup is removed, the older ones kept.
+        """
         self.position.assign([epoch, step])
         self.history.assign(json.dumps(history))
-        self._manager.save()
+        before = set(self._write_to.iterdir()) if self._write_to.exists() else set()
+        try:
+            self.manager.save()
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            # TensorFlow leaves the new backup's `ckpt-N_temp` folder (and possibly some of its
+            # files); the older backups and the `checkpoint` index file are untouched.
+            for path in set(self._write_to.iterdir()) - before:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            kept = self.newest()[:1] if self.chief else []
+            raise DiskFull(
+                self._write_to, "the next backup", self._size(),
+                f"the last backup, {kept[0]}, is kept." if kept else "no backup was written yet.",
+            ) from None
+
+    def _size(self):
+        """Bytes a backup takes: the newest one's files, or the variables' bytes if there is none."""
+        newest = self.newest()[:1]
+        if newest:
+            return sum(p.stat().st_size for p in self.directory.glob(Path(newest[0]).name + ".*"))
+        return sum(v.numpy().nbytes for v in self._numeric)
 
     def newest(self):
         """Paths of the chief's backups, newest first.
@@ -96,4 +121,4 @@ class RunBackup:
     def close(self):
         """Removes a non-chief worker's private folder."""
         if not self.chief:
-            shutil.rmtree(self._manager.directory, ignore_errors=True)
+            shutil.rmtree(self._write_to, ignore_errors=True)

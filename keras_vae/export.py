@@ -21,13 +21,14 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from keras_vae.errors import UserError
+from keras_vae.errors import DiskFull, UserError, is_disk_full
 from keras_vae.signatures import decoder_module, encoder_module
 
 VALIDATION_TOLERANCE = 1e-5
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 # Also the order of the renames, which `_recover` relies on.
 MODELS = ("decoder", "encoder")
+SAVED_MODEL_OVERHEAD = 150_000
 
 
 def versions(model_dir):
@@ -159,6 +160,37 @@ def _recover(root):
                 shutil.rmtree(temporary, ignore_errors=True)
 
 
+def _size_of_a_version(root, present, vae):
+    """Bytes a version takes on disk: those of the latest one, or an estimate from the weights."""
+    if present:
+        folders = [root / name / str(present[-1]) for name in MODELS]
+        return sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
+    # The encoder's SavedModel holds the decoder too (its reconstruct signature); graphs, warm-up
+    # records and files add under 150 KB per model (measured for mlp and conv).
+    weights = sum(w.nbytes for part in (vae.encoder, vae.decoder, vae.decoder) for w in part.get_weights())
+    return weights + len(MODELS) * SAVED_MODEL_OVERHEAD
+
+
+def _write_version(root, version, modules, files):
+    """Stages, validates and renames both models into `version`; leaves no staged folder behind."""
+    staged = {name: root / name / f".tmp-{version}-{os.getpid()}" for name in MODELS}
+    renamed = []
+    try:
+        for name in MODELS:
+            _stage(staged[name], name, modules[name], files)
+        for name in MODELS:
+            os.rename(staged[name], root / name / str(version))
+            renamed.append(name)
+    except BaseException:
+        # Undo the first rename when the second fails, so no numbered folder outlives the failure.
+        for name in renamed:
+            os.rename(root / name / str(version), staged[name])
+        raise
+    finally:
+        for temporary in staged.values():
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
 def publish(export_root, vae, files=None, seed=0):
     """Exports a VAE's decoder and encoder as the next version, complete or not at all.
 
@@ -170,28 +202,26 @@ def publish(export_root, vae, files=None, seed=0):
 
     Returns:
         The version number, the same for decoder and encoder.
+
+    Raises:
+        DiskFull: if the export root fills up; no partial version is left, earlier ones are intact.
     """
     root = Path(export_root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     modules = {"decoder": decoder_module(vae, rng), "encoder": encoder_module(vae, rng)}
-    with _lock(root):
-        _recover(root)
-        version = 1 + max(versions(root / "decoder") + versions(root / "encoder") + [0])
-        staged = {name: root / name / f".tmp-{version}-{os.getpid()}" for name in MODELS}
-        renamed = []
-        try:
-            for name in MODELS:
-                _stage(staged[name], name, modules[name], files)
-            for name in MODELS:
-                os.rename(staged[name], root / name / str(version))
-                renamed.append(name)
-        except BaseException:
-            # Undo the first rename when the second fails, so no numbered folder outlives the failure.
-            for name in renamed:
-                os.rename(root / name / str(version), staged[name])
+    try:
+        with _lock(root):
+            _recover(root)
+            version = 1 + max(versions(root / "decoder") + versions(root / "encoder") + [0])
+            _write_version(root, version, modules, files)
+    except Exception as error:
+        if not is_disk_full(error):
             raise
-        finally:
-            for temporary in staged.values():
-                shutil.rmtree(temporary, ignore_errors=True)
+        kept = versions(root / "decoder")
+        raise DiskFull(
+            root, "the export", _size_of_a_version(root, kept, vae),
+            f"no partial version was left, and versions {kept} are intact." if kept else
+            "no partial version was left.",
+        ) from None
     return version

@@ -13,7 +13,7 @@ import tensorflow as tf
 from keras_vae import data, distribute, export
 from keras_vae.backup import RunBackup
 from keras_vae.callbacks import KLWarmup, SampleGrid, TensorBoardImages
-from keras_vae.errors import UserError
+from keras_vae.errors import DiskFull, UserError
 from keras_vae.models import build_vae
 from keras_vae.training import Trainer, TrainingDiverged, make_optimizer, resolve_jit_compile
 
@@ -167,7 +167,12 @@ def train(config, callbacks=()):
     metrics_text = json.dumps(summary, indent=2) + "\n"
     (run_dir / "metrics.json").write_text(metrics_text)
     files = {"config.json": json.dumps(config.to_dict(), indent=2) + "\n", "metrics.json": metrics_text}
-    summary["version"] = export.publish(config.export_dir, model, files, seed=config.seed)
+    try:
+        summary["version"] = export.publish(config.export_dir, model, files, seed=config.seed)
+    except DiskFull as error:
+        error.args = (f"{error} The trained model is in the backup {backup.newest()[0]}: the rerun "
+                      "exports it without training again.",)
+        raise
     exported.write_text(json.dumps({"version": summary["version"], "epochs": len(history)}) + "\n")
     final = history[-1]
     print(f"Exported version {summary['version']} to {config.export_dir}/{{decoder,encoder}}/; "
