@@ -18,11 +18,16 @@ class Sampling(keras.layers.Layer):
     batch and keeps its own slice: replicas get independent noise, and N replicas see exactly the
     noise one replica would see for the same global batch.
 
+    It computes in float32 whatever the global dtype policy: under mixed precision a float16
+    exp(0.5 * log_var) overflows to infinity once log_var passes about 22, and the noise needs
+    float32 resolution; the decoder casts z to its own compute dtype.
+
     Args:
         seed: Integer seed of the layer's random state.
     """
 
     def __init__(self, seed=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_vae.layers import Sampling
@@ -20,6 +21,22 @@ def test_sampling_is_seeded_and_advances():
     a, b = np.asarray(first(inputs)), np.asarray(second(inputs))
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(np.asarray(first(inputs)), a)  # the state moves on between calls
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_sampling_computes_in_float32_under_mixed_precision(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        layer = Sampling(seed=2)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    # float16 overflows at exp(11.1): log_var 30 gave inf before; float32 gives exp(15) = 3.3e6.
+    mean, log_var = np.zeros((2, 3), "f4"), np.full((2, 3), 30.0, "f4")
+    z = layer([mean, log_var])
+    assert layer.compute_dtype == "float32" and z.dtype == "float32"
+    assert np.isfinite(np.asarray(z)).all()
+    np.testing.assert_allclose(np.abs(np.asarray(z)) / np.exp(15.0), np.abs(np.asarray(
+        Sampling(seed=2)([mean, np.zeros_like(log_var)]))), rtol=1e-5)
 
 
 def test_sampling_config_round_trip():
