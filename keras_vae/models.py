@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from keras_vae.data.pipelines import to_unit_interval
 from keras_vae.errors import UserError
 from keras_vae.layers import Sampling
 from keras_vae.losses import RECONSTRUCTION_LOSSES, kl_divergence
@@ -253,7 +254,9 @@ class VAE(keras.Model):
 
     @staticmethod
     def _images(data):
-        return data[0] if isinstance(data, (tuple, list)) else data
+        """The images of a batch in [0, 1]; uint8 batches (the training pipeline's) are scaled here."""
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        return to_unit_interval(images) if images.dtype == tf.uint8 else images
 
     def _gradients(self, images, count):
         """This replica's gradients of its share of the global mean loss, and its per-example losses."""
@@ -263,10 +266,19 @@ class VAE(keras.Model):
             objective = self.optimizer.scale_loss(ops.sum(losses[0]) / count)
         return tape.gradient(objective, self.trainable_variables), losses
 
-    def train_step(self, data):
+    def train_step(self, data, global_batch_size=None):
+        """One optimizer step on a batch (this replica's part of it under tf.distribute).
+
+        Args:
+            data: Images, or a tuple whose first element is the images.
+            global_batch_size: The size of every global batch, from a caller that feeds only full
+                batches (the `Trainer`): then counting the examples needs no cross-replica sum.
+                Without it (e.g. under `Model.fit`, whose last batch may be partial) they are counted.
+        """
         images = self._images(data)
+        count = float(global_batch_size) if global_batch_size else _global_count(images)
         gradients_of = self._xla_gradients if self.jit_compile else self._gradients
-        gradients, losses = gradients_of(images, _global_count(images))
+        gradients, losses = gradients_of(images, count)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
         return self._update_metrics(*losses)
 

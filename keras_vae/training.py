@@ -60,10 +60,16 @@ class Trainer:
         self.backup = backup
         self._backup_every = backup_every_steps if backup is not None else 0
 
+        def train_step(batch):
+            # Training sources yield only full batches, so every replica's part has the static size
+            # of the dataset's spec and the global count is a constant: no cross-replica sum for it.
+            local = tf.nest.flatten(batch)[0].shape[0]
+            return model.train_step(batch, local * strategy.num_replicas_in_sync if local else None)
+
         @tf.function
         def train_steps(iterator, steps):
             for _ in tf.range(steps):
-                strategy.run(model.train_step, args=(next(iterator),))
+                strategy.run(train_step, args=(next(iterator),))
 
         @tf.function
         def evaluate(dataset):

@@ -1,10 +1,15 @@
+import traceback
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from keras_vae import data, models
 from keras_vae.callbacks import KLWarmup
 from keras_vae.errors import UserError
 from keras_vae.models import VAE, build_vae, conv_filters
+from keras_vae.training import Trainer
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -90,3 +95,45 @@ def test_kl_warmup_raises_the_weight_linearly_to_beta():
     warmup.on_epoch_begin(1)
     loss, reconstruction, kl = (np.asarray(t) for t in vae.per_example_losses(images))
     np.testing.assert_allclose(loss, reconstruction + 0.5 * kl, rtol=1e-6)
+
+
+def test_full_batches_add_no_cross_replica_sum_and_partial_ones_are_counted_exactly(monkeypatch):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    callers = []
+    real_all_reduce = tf.distribute.ReplicaContext.all_reduce
+
+    def spy(self, reduce_op, value, options=None):
+        callers.append(any("_global_count" in frame.name for frame in traceback.extract_stack()))
+        return real_all_reduce(self, reduce_op, value, options)
+
+    monkeypatch.setattr(tf.distribute.ReplicaContext, "all_reduce", spy)
+    with strategy.scope():
+        vae = build_vae("mlp", (8, 8, 1), latent_dim=2, hidden_dim=8, seed=0)
+        vae.compile(optimizer="sgd")
+        vae.optimizer.build(vae.trainable_variables)
+    seen = []
+    real_train_step = vae.train_step
+
+    def train_step(batch, global_batch_size=None):
+        seen.append((batch.dtype, tuple(batch.shape), global_batch_size))
+        return real_train_step(batch, global_batch_size)
+
+    vae.train_step = train_step
+    images = (np.arange(32 * 64) % 256).astype(np.uint8).reshape(32, 8, 8, 1)
+    Trainer(vae, strategy, steps_per_execution=2, progress=False).fit(
+        data.InMemoryImages(images, 8, seed=0), data.evaluation_dataset(images[:8], 8), epochs=1)
+    # uint8 batches, full: the step's only cross-replica sum is the gradients' (the optimizer's).
+    assert seen and all(entry == (tf.uint8, (4, 8, 8, 1), 8) for entry in seen)
+    assert callers and not any(callers)
+
+    callers.clear()
+
+    @tf.function
+    def count(iterator):
+        return strategy.run(models._global_count, args=(next(iterator),))
+
+    # 7 examples in batches of 4: the last splits 2 + 1, and both replicas must count 3.
+    dataset = tf.data.Dataset.from_tensor_slices(np.zeros((7, 2), "f4")).batch(4)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    counts = [[float(c) for c in strategy.experimental_local_results(count(iterator))] for _ in range(2)]
+    assert counts == [[4, 4], [3, 3]] and all(callers)

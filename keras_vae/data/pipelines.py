@@ -4,12 +4,13 @@ Every training data source (in memory, image files, TFDS records) follows one pr
 `keras_vae.training.Trainer` drives:
     steps_per_epoch: full global batches per epoch;
     image_shape: (height, width, channels) of the images it yields;
-    dataset(first_epoch, first_step, input_context=None): an endless `tf.data.Dataset` of images in
-        [0, 1] from step `first_step` of epoch `first_epoch` on; each epoch's order is a stateless
-        function of (seed, epoch). Without an input context it yields global batches; with one (from
-        `strategy.distribute_datasets_from_function`) it yields this input pipeline's slice of every
-        global batch, cut into per-replica batches, so N replicas on W workers see exactly the global
-        batches one process sees, and each worker loads (decodes) only its own slice.
+    dataset(first_epoch, first_step, input_context=None): an endless `tf.data.Dataset` of images
+        (uint8, or floats in [0, 1]) from step `first_step` of epoch `first_epoch` on; each epoch's
+        order is a stateless function of (seed, epoch). Without an input context it yields global
+        batches; with one (from `strategy.distribute_datasets_from_function`) it yields this input
+        pipeline's slice of every global batch, cut into per-replica batches, so N replicas on W
+        workers see exactly the global batches one process sees, and each worker loads (decodes)
+        only its own slice.
 """
 
 import numpy as np
@@ -36,13 +37,22 @@ def steps_per_epoch(count, batch_size):
     return count // batch_size
 
 
-def to_model_input(images, indices, binarize_mode="none", seed=0, epoch=0):
+def to_unit_interval(images):
+    """uint8 pixels as float32 in [0, 1]."""
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def to_model_input(images, indices, binarize_mode="none", seed=0, epoch=0, uint8=False):
     """uint8 images [batch, H, W, C] as the model takes them: float32 in [0, 1], maybe binarized.
 
-    The one place that fixes the dtype handed to the model.
+    The one place that fixes the dtype handed to the model. With `uint8` (training batches) they stay
+    uint8, binarized pixels 0 or 255: a quarter of float32's bytes to copy to a GPU, and
+    `VAE.train_step` scales them to [0, 1] on the device.
     """
-    pixels = tf.cast(images, tf.float32) / 255.0
-    return binarize(pixels, indices, binarize_mode, seed, epoch)
+    if uint8 and binarize_mode == "none":
+        return images
+    pixels = binarize(to_unit_interval(images), indices, binarize_mode, seed, epoch)
+    return tf.cast(pixels, tf.uint8) * 255 if uint8 else pixels
 
 
 def epoch_order(count, seed, epoch):
@@ -91,7 +101,7 @@ def local_batches(dataset, batch_size, input_context=None):
 
 def training_dataset(images, batch_size, seed, first_epoch=0, binarize_mode="none", first_step=0,
                      input_context=None):
-    """Full batches of shuffled in-memory uint8 images in [0, 1], one epoch after another, without end.
+    """Full batches of shuffled in-memory uint8 images, one epoch after another, without end.
 
     The order of each epoch, and its binarization, are stateless functions of (seed, epoch), so any
     epoch can be replayed exactly; every epoch has len(images) // batch_size batches (the remainder
@@ -101,7 +111,7 @@ def training_dataset(images, batch_size, seed, first_epoch=0, binarize_mode="non
     indices = index_batches(int(images.shape[0]), batch_size, seed, first_epoch, first_step)
 
     def load(index, epoch):
-        return to_model_input(tf.gather(images, index), index, binarize_mode, seed, epoch)
+        return to_model_input(tf.gather(images, index), index, binarize_mode, seed, epoch, uint8=True)
 
     dataset = local_batches(indices, batch_size, input_context).map(load)
     return endless(with_options(dataset.prefetch(PREFETCH_BATCHES), autotune=False))
@@ -169,7 +179,7 @@ class InMemoryImages:
         self.binarize_mode = binarize_mode
 
     def dataset(self, first_epoch=0, first_step=0, input_context=None):
-        """Endless batches in [0, 1] from step `first_step` of epoch `first_epoch` on (see the module doc).
+        """Endless uint8 batches from step `first_step` of epoch `first_epoch` on (see the module doc).
 
         For `Model.fit`, pass `steps_per_epoch=self.steps_per_epoch`: Keras then keeps one iterator
         over the epochs, and each epoch sees the same batches as under the `Trainer`.

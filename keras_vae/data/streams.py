@@ -120,5 +120,5 @@ class StreamedImages:
             self.batch_size)
         images = self.split._decoded(local, size).map(
             lambda image, index, epoch: pipelines.to_model_input(image, index, self.binarize_mode,
-                                                                 self.seed, epoch))
+                                                                 self.seed, epoch, uint8=True))
         return pipelines.endless(pipelines.with_options(images.prefetch(pipelines.PREFETCH_BATCHES)))
