@@ -115,18 +115,19 @@ def end_to_end_images_per_s(images, arch, batch_size, epochs, jit):
 
 def run_case(arch, batch_size, epochs, jit, steps_per_execution):
     """Times the bare training step and train.py on synthetic data; returns the figures as a dict."""
-    import tensorflow as tf
 
-    from keras_vae import data
+    from keras_vae import data, distribute
     from keras_vae.models import build_vae
     from keras_vae.training import Trainer, make_optimizer, resolve_jit_compile
 
+    distribute.configure_devices()  # as train.py does
     images = synthetic_images(IMAGES)
-    strategy = tf.distribute.get_strategy()
+    strategy = distribute.make_strategy("auto")
     jit_compile = resolve_jit_compile(jit)
-    model = build_vae(arch, IMAGE_SHAPE, seed=0)
-    model.compile(optimizer=make_optimizer("adam", 1e-3), jit_compile=jit_compile)
-    model.optimizer.build(model.trainable_variables)
+    with strategy.scope():
+        model = build_vae(arch, IMAGE_SHAPE, seed=0)
+        model.compile(optimizer=make_optimizer("adam", 1e-3), jit_compile=jit_compile)
+        model.optimizer.build(model.trainable_variables)
     trainer = Trainer(model, strategy, steps_per_execution, progress=False)
     steps = IMAGES // batch_size
     iterator = iter(strategy.experimental_distribute_dataset(data.training_dataset(images, batch_size, 0)))
@@ -163,7 +164,8 @@ def run_evaluation_case(arch, k, images):
                        {"config.json": json_text.dumps({"likelihood": "bernoulli"})})
         exported = evaluate.ExportedVAE(root)
         log_likelihood = estimators.decoder_log_likelihood("bernoulli", exported.decode_logits)
-        estimate = estimators.importance_estimator(exported.encode, log_likelihood, k)
+        estimate = estimators.importance_estimator(exported.encode, log_likelihood, k,
+                                                   samples_per_call=estimators.samples_per_call())
         pixels = synthetic_images(images)
         evaluate.estimate_split(estimate, pixels[:100], 100)  # warm-up: tracing
         start = time.perf_counter()

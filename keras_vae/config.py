@@ -205,6 +205,12 @@ class TrainConfig(_DataConfig):
         0, "back up the run every N steps as well as after every epoch (0: after epochs only)", minimum=0
     )
     restart: bool = _option(False, "discard the run's backups and start over instead of resuming")
+    gpu_memory_growth: bool = _option(
+        True, "take GPU memory as needed rather than all at the start, so processes can share a GPU"
+    )
+    deterministic: bool = _option(
+        False, "bitwise-repeatable GPU runs (TensorFlow op determinism; some GPU ops are slower)"
+    )
     check_numerics: bool = _option(False, "find the op that produces a NaN or Inf (slow)")
     tensorboard: bool = _option(
         False, "write TensorBoard scalars every epoch, and images with the sample grids, to "
@@ -215,7 +221,7 @@ class TrainConfig(_DataConfig):
     # Options that may change between a run and its resumption; any other change means another run.
     RESUMABLE = frozenset({"epochs", "progress", "sample_every", "backup_every_steps", "export_dir",
                            "steps_per_execution", "check_numerics", "restart", "strategy", "tensorboard",
-                           "jit_compile"})
+                           "jit_compile", "gpu_memory_growth", "deterministic"})
 
     def validate(self):
         if not self.learning_rate > 0:

@@ -8,15 +8,39 @@ import tensorflow as tf
 from keras_vae.errors import UserError
 
 
+def configure_devices(memory_growth=True, deterministic=False):
+    """Sets up the GPUs (if any) before TensorFlow first uses them.
+
+    Args:
+        memory_growth: Take GPU memory as it is needed rather than nearly all of it at the start, so
+            that several processes (benchmark cases, test workers, evaluate.py beside a training)
+            can share a GPU.
+        deterministic: Turn on TensorFlow's op determinism, so that a GPU run repeats bit for bit
+            (some GPU kernels are slower then; an op without a deterministic kernel raises an error).
+            CPU runs repeat bit for bit anyway.
+    """
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, memory_growth)
+        except RuntimeError:  # already initialised by earlier work in this process: keep as it is
+            pass
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
 def make_strategy(name):
     """Returns the strategy for `--strategy NAME`.
 
-    auto: `MirroredStrategy` over the local GPUs when there are two or more, else the default
-    strategy. mirrored: `MirroredStrategy` over the local GPUs (the CPU when there are none).
-    multiworker: `MultiWorkerMirroredStrategy`, with the cluster read from the TF_CONFIG variable.
+    auto: `MirroredStrategy` over the local GPUs when there are two or more; `OneDeviceStrategy` on
+    the GPU when there is one (it copies the next batches to the GPU while the current one trains);
+    else the default strategy. mirrored: `MirroredStrategy` over the local GPUs (the CPU when there
+    are none). multiworker: `MultiWorkerMirroredStrategy`, with the cluster read from TF_CONFIG.
     """
     if name == "auto":
-        name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
+        gpus = len(tf.config.list_logical_devices("GPU"))
+        if gpus == 1:
+            return tf.distribute.OneDeviceStrategy("/gpu:0")
+        name = "mirrored" if gpus > 1 else "default"
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

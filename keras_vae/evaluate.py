@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_vae import data, estimators, export, figures, losses
+from keras_vae import data, distribute, estimators, export, figures, losses
 from keras_vae.binarize import binarize
 from keras_vae.errors import UserError
 
@@ -165,7 +165,8 @@ def _estimate(model, images, k, batch_size, binarize_mode, seed, what="The image
         raise UserError(f"{what} have shape {tuple(images.shape[1:])}, but the model takes "
                         f"{tuple(model.image_shape)}; evaluate it on the data it was trained on.")
     log_likelihood = estimators.decoder_log_likelihood(model.likelihood, model.decode_logits)
-    estimate = estimators.importance_estimator(model.encode, log_likelihood, k, seed)
+    estimate = estimators.importance_estimator(model.encode, log_likelihood, k, seed,
+                                               estimators.samples_per_call())
     start = time.perf_counter()
     outputs = estimate_split(estimate, images, batch_size, binarize_mode, seed)
     return outputs, time.perf_counter() - start
@@ -200,6 +201,7 @@ def run(config):
 
     Writes evaluation.json and, unless `config.pictures` is off, the pictures to `config.out_dir`.
     """
+    distribute.configure_devices()
     model = ExportedVAE(config.export_dir, config.version)
     split = data.split_of(config, config.split)
     print(f"Reading {config.split!r} {split.description}.")

@@ -97,6 +97,7 @@ def train(config, callbacks=()):
         config: A `keras_vae.config.TrainConfig`.
         callbacks: More Keras callbacks for the training loop (e.g. `keras.callbacks.CSVLogger`).
     """
+    distribute.configure_devices(config.gpu_memory_growth, config.deterministic)
     if config.check_numerics:
         tf.debugging.enable_check_numerics()
     keras.utils.set_random_seed(config.seed)

@@ -16,6 +16,11 @@ import tensorflow as tf  # noqa: E402
 # Must happen before TensorFlow initialises its devices, hence at import time.
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+# The exactness tests compare runs to 1e-5 or closer; on Ampere and newer GPUs TensorFlow would
+# otherwise multiply float32 matrices in TF32 (10-bit mantissa). Off here, and in the scripts the
+# tests start (NVIDIA's switch, read by cuBLAS and cuDNN themselves).
+tf.config.experimental.enable_tensor_float_32_execution(False)
+NO_TF32 = {"NVIDIA_TF32_OVERRIDE": "0"}
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +62,7 @@ def run_script(script, *args, cwd, env=None, timeout=300):
 
     return subprocess.run(
         [sys.executable, str(REPO / script), *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), **NO_TF32, **(env or {})},
     )
 
 

@@ -10,7 +10,7 @@ import time
 
 from test_resume import _assert_same_run, _backup_numbers
 
-from conftest import REPO, run_script
+from conftest import NO_TF32, REPO, run_script
 
 ARGS = ["--batch-size", "32", "--latent-dim", "3", "--hidden-dim", "16", "--train-split", "train",
         "--val-split", "test[:40]", "--steps-per-execution", "1", "--sample-every", "0", "--no-progress"]
@@ -34,7 +34,7 @@ def _start_workers(args, cwd, ports):
         log = open(cwd / f"worker{index}.log", "a")  # noqa: SIM115 - closed with the process
         processes.append(subprocess.Popen(
             [sys.executable, str(REPO / "train.py"), "--strategy", "multiworker", *args], cwd=cwd,
-            env={**os.environ, "PYTHONPATH": str(REPO), "TF_CONFIG": tf_config},
+            env={**os.environ, "PYTHONPATH": str(REPO), "TF_CONFIG": tf_config, **NO_TF32},
             stdout=log, stderr=subprocess.STDOUT,
         ))
     return processes

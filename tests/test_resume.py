@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_script, synthetic_images
+from conftest import NO_TF32, REPO, run_script, synthetic_images
 from keras_vae import data
 from keras_vae.backup import RunBackup
 from keras_vae.models import build_vae
@@ -57,7 +57,7 @@ def _assert_same_run(run_a, export_a, run_b, export_b, epochs=4):
 def kill_after_backups(args, cwd, backup_dir, backups=4):
     """Runs train.py with `args` and kills it (SIGKILL) once it has made `backups` backups."""
     command = [sys.executable, str(REPO / "train.py"), *args]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **NO_TF32}
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
