@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import synthetic_images
-from keras_vae import distribute, estimators, evaluate, run
+from keras_vae import data, distribute, estimators, evaluate, run
 from keras_vae.config import EvaluateConfig, TrainConfig
 from keras_vae.models import build_vae
 from keras_vae.training import Trainer
@@ -78,7 +78,8 @@ def test_the_one_device_path_trains_exactly_as_the_default_strategy():
             model = build_vae("mlp", images.shape[1:], latent_dim=3, hidden_dim=16, seed=1)
             model.compile(optimizer=keras.optimizers.SGD(0.05))
             model.optimizer.build(model.trainable_variables)
-        Trainer(model, strategy, steps_per_execution=3, progress=False).fit(images, images[:20], 2, 8, 0)
+        Trainer(model, strategy, steps_per_execution=3, progress=False).fit(
+            data.InMemoryImages(images, 8, seed=0), data.evaluation_dataset(images[:20], 8), epochs=2)
         weights.append(model.get_weights())
     for one, other in zip(*weights, strict=True):
         np.testing.assert_array_equal(other, one)

@@ -98,7 +98,10 @@ def test_kl_warmup_raises_the_weight_linearly_to_beta():
 
 
 def test_full_batches_add_no_cross_replica_sum_and_partial_ones_are_counted_exactly(monkeypatch):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # Not collective ops: their instance keys restart with each strategy, and a later test's
+    # strategy would meet this model's tensor shapes under the same keys.
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
     callers = []
     real_all_reduce = tf.distribute.ReplicaContext.all_reduce
 
