@@ -13,7 +13,7 @@ import tensorflow as tf
 from keras_vae import data, distribute, export
 from keras_vae.backup import RunBackup
 from keras_vae.callbacks import KLWarmup, SampleGrid, TensorBoardImages
-from keras_vae.errors import DiskFull, UserError
+from keras_vae.errors import DiskFull, UserError, is_disk_full
 from keras_vae.models import build_vae
 from keras_vae.training import Trainer, TrainingDiverged, make_optimizer, resolve_jit_compile
 
@@ -78,6 +78,11 @@ def _save_keras_file(model, path, chief):
         model.save(staged)
         if chief:
             os.replace(staged, path)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        size = sum(v.numpy().nbytes for v in [*model.variables, *model.optimizer.variables])
+        raise DiskFull(staged.parent, "the model file", size, "the backups are intact.") from None
     finally:
         if chief:
             staged.unlink(missing_ok=True)

@@ -4,13 +4,14 @@ import contextlib
 import errno
 import os
 import subprocess
+from pathlib import Path
 
 import keras
 import pytest
 import tensorflow as tf
 
 from conftest import run_script
-from keras_vae import export
+from keras_vae import export, run
 from keras_vae.backup import RunBackup
 from keras_vae.errors import DiskFull
 from keras_vae.models import build_vae
@@ -54,7 +55,8 @@ def _leftovers(folder):
 
 def test_full_run_folder_then_full_export_root_then_rerun_exports(idx_dir, tmp_path):
     common = [*ARGS, "--data-dir", str(idx_dir), "--run-dir", "run"]
-    with _small_filesystem(tmp_path / "run", 1024) as run, _small_filesystem(tmp_path / "sm", 1024) as sm:
+    # Room for the backups (about 320 KB each), model.keras (the same) and their staged copies.
+    with _small_filesystem(tmp_path / "run", 2048) as run, _small_filesystem(tmp_path / "sm", 1024) as sm:
         first = run_script("train.py", *common, "--epochs", "1", "--export-dir", "other", cwd=tmp_path)
         assert first.returncode == 0, first.stderr[-3000:]
 
@@ -143,3 +145,18 @@ def test_other_write_errors_are_not_reported_as_a_full_disk(tiny_vae, tmp_path, 
     monkeypatch.setattr(export, "write_warmup", denied)
     with pytest.raises(PermissionError):
         export.publish(tmp_path, tiny_vae)
+
+
+def test_full_run_folder_while_writing_model_keras_injected(tmp_path, monkeypatch):
+    model = build_vae("mlp", (8, 8, 1), latent_dim=2, hidden_dim=8, seed=0)
+    model.compile(optimizer="sgd")
+    model.optimizer.build(model.trainable_variables)
+
+    def no_space(path):
+        Path(path).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(model, "save", no_space)
+    with pytest.raises(DiskFull, match=r"the model file needs about 0\.0 MB.*the backups are intact"):
+        run._save_keras_file(model, tmp_path / "model.keras", chief=True)
+    assert list(tmp_path.iterdir()) == []
