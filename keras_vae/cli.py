@@ -25,7 +25,7 @@ def main(config_class, command, argv=None):
         function = getattr(importlib.import_module(module_name), function_name)
         function(config)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{error.label}: {error}", file=sys.stderr)
         return error.exit_status
     return 0
 

@@ -17,6 +17,7 @@ class UserError(Exception):
     """
 
     exit_status = 2
+    label = "error"  # what the scripts print before the message
 
 
 class DiskFull(UserError):

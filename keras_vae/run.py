@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae import data, distribute, export
+from keras_vae import data, distribute, export, preemption
 from keras_vae.backup import RunBackup
 from keras_vae.callbacks import KLWarmup, SampleGrid, TensorBoardImages
 from keras_vae.errors import DiskFull, UserError, is_disk_full
@@ -133,16 +134,21 @@ def train(config, callbacks=()):
               f"({train_split.description}), validating on {val_split.count} ({val_split.description}), "
               f"{strategy.num_replicas_in_sync} replica(s).")
     backup = RunBackup(run_dir / "backup", model, chief)
-    trainer = Trainer(model, strategy, config.steps_per_execution, config.progress, backup,
-                      config.backup_every_steps)
     train_data = train_split.training_source(config.batch_size, config.seed, config.binarize)
     val_dataset = val_split.evaluation_dataset(config.batch_size, config.binarize)
     try:
-        with data.naming_bad_pictures(train_split, val_split):
+        with (data.naming_bad_pictures(train_split, val_split),
+              preemption.stop_on_signals(strategy, backup) as stop):
+            trainer = Trainer(model, strategy, config.steps_per_execution, config.progress, backup,
+                              config.backup_every_steps, stop)
             first_val_images = val_split.load_all(RECONSTRUCTION_COUNT)[0]
             history = trainer.fit(train_data, val_dataset, config.epochs,
                                   [*_callbacks(config, run_dir, first_val_images, chief), *callbacks],
                                   resume=not config.restart)
+            if stop.received is not None:  # during the last validation or backup: skip the export
+                raise preemption.Preempted(stop.received, (
+                    f"Stopped ({signal.Signals(stop.received).name}) after the last epoch, backed up in "
+                    f"{backup.newest()[0]}. Rerun the same command to export it without training again."))
     except tf.errors.InvalidArgumentError as error:
         if not config.check_numerics:
             raise

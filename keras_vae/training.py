@@ -48,10 +48,12 @@ class Trainer:
         progress: Show a progress bar; otherwise one line per epoch (on the chief only).
         backup: Optional `keras_vae.backup.RunBackup`: resume from it, save to it after every epoch.
         backup_every_steps: Also save a backup every this many steps (0: after epochs only).
+        preemption: Optional handler from `keras_vae.preemption.stop_on_signals`, asked after every
+            execution whether to back up that step and stop.
     """
 
     def __init__(self, model, strategy, steps_per_execution=1, progress=True, backup=None,
-                 backup_every_steps=0):
+                 backup_every_steps=0, preemption=None):
         self.model = model
         self.strategy = strategy
         self.steps_per_execution = steps_per_execution
@@ -59,6 +61,7 @@ class Trainer:
         self.progress = progress and self.chief
         self.backup = backup
         self._backup_every = backup_every_steps if backup is not None else 0
+        self.preemption = preemption
 
         def train_step(batch):
             # Training sources yield only full batches, so every replica's part has the static size
@@ -132,6 +135,8 @@ class Trainer:
             callbacks.on_train_batch_end(done - 1, results)
             if self._backup_every and done % self._backup_every == 0 and done < steps:
                 self.backup.save(epoch, done, history)
+            if self.preemption is not None:
+                self.preemption.check(epoch, done, steps, history)
         return results
 
     def evaluate(self, dataset, callbacks=None):
