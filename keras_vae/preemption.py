@@ -74,7 +74,7 @@ class _Signals:
 def _message(signum, epoch, step, steps, backup, peer=False):
     cause = "another worker received a termination signal" if peer else signal.Signals(signum).name
     where = f"epoch {epoch + 1}, step {step} of {steps}"
-    newest = backup.newest()[:1]
+    newest = backup.newest()[:1] if backup.chief else []  # the chief's folder, written by the chief
     return (f"Stopped ({cause}) at {where}, after finishing the steps that were running; backed up "
             f"there{f' in {newest[0]}' if newest else ''}. Rerun the same command to resume from there.")
 
@@ -121,6 +121,8 @@ class _MultiWorkerStop(_LocalStop):
             grace_period=0,  # save and stop at once (its default on GCP GPUs is to train on for 1 h)
             save_fn=backup.save,
         )
+        # The handler reads its own deprecated `total_run_calls` when it saves; that warning is not ours.
+        tf.get_logger().addFilter(lambda record: "total_run_calls" not in record.getMessage())
         self._handler = tf.distribute.experimental.PreemptionCheckpointHandler(
             strategy.cluster_resolver, tf.train.Checkpoint(), f"{self._folder}/handler", config)
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -83,3 +84,35 @@ def test_a_lost_worker_and_a_restart_resume_from_the_backup(idx_dir, tmp_path):
     assert "Resuming from the backup at epoch 2" in (tmp_path / "worker0.log").read_text()
     _assert_same_run(tmp_path / "one", tmp_path / "one_sm", tmp_path / "two", tmp_path / "two_sm",
                      epochs=3)
+
+
+def test_sigterm_to_one_worker_stops_both_at_one_step_and_a_restart_ends_as_one_process(idx_dir, tmp_path):
+    # Default backups (epochs only), and batches of 8 so that epochs are long enough to stop inside.
+    args = [*ARGS, "--epochs", "3", "--batch-size", "8", "--data-dir", str(idx_dir)]
+    single = run_script("train.py", *args, "--run-dir", "one", "--export-dir", "one_sm", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ports = _free_ports(2)
+    command = [*args, "--run-dir", "two", "--export-dir", "two_sm"]
+    workers = _start_workers(command, tmp_path, ports)
+    deadline = time.monotonic() + 120
+    while "Epoch 2/" not in (tmp_path / "worker0.log").read_text():
+        assert workers[0].poll() is None and time.monotonic() < deadline, "training ended before the signal"
+        time.sleep(0.005)
+    workers[1].send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    assert _wait(workers, timeout=60) == [143, 143]
+    assert time.monotonic() - sent < 15
+    logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+    stops = [re.search(r"stopped: Stopped \((.*?)\) at epoch (\d), step (\d+) of 32", log) for log in logs]
+    assert all(stops), logs[0][-3000:] + logs[1][-3000:]
+    assert stops[0][1] == "another worker received a termination signal" and stops[1][1] == "SIGTERM"
+    epoch, step = stops[0].group(2, 3)
+    assert stops[1].group(2, 3) == (epoch, step)  # both at the same step
+    assert not (tmp_path / "two_sm").exists() and "Traceback" not in logs[0] + logs[1]
+
+    restarted = _start_workers(command, tmp_path, ports)
+    assert _wait(restarted) == [0, 0], (tmp_path / "worker0.log").read_text()[-3000:]
+    resumed = (tmp_path / "worker0.log").read_text()
+    assert f"Resuming from the backup at epoch {epoch}, step {step}." in resumed and int(step) > 0
+    _assert_same_run(tmp_path / "one", tmp_path / "one_sm", tmp_path / "two", tmp_path / "two_sm",
+                     epochs=3, batch_size=8)

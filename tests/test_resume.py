@@ -43,11 +43,11 @@ def _history(run_dir):
     return summary["steps"], [{k: v for k, v in r.items() if k not in timings} for r in summary["history"]]
 
 
-def _assert_same_run(run_a, export_a, run_b, export_b, epochs=4):
+def _assert_same_run(run_a, export_a, run_b, export_b, epochs=4, batch_size=32):
     """Both runs took every step of every epoch once and ended with the same metrics and weights."""
     steps_a, history_a = _history(run_a)
     steps_b, history_b = _history(run_b)
-    assert steps_a == steps_b == epochs * (256 // 32)
+    assert steps_a == steps_b == epochs * (256 // batch_size)
     for record_a, record_b in zip(history_a, history_b, strict=True):
         assert record_b == pytest.approx(record_a, rel=1e-5)
     for a, b in zip(_outputs(export_a), _outputs(export_b), strict=True):
