@@ -120,7 +120,6 @@ def run_case(arch, batch_size, epochs, jit, steps_per_execution):
     from keras_vae.models import build_vae
     from keras_vae.training import Trainer, make_optimizer, resolve_jit_compile
 
-    distribute.configure_devices()  # as train.py does
     images = synthetic_images(IMAGES)
     strategy = distribute.make_strategy("auto")
     jit_compile = resolve_jit_compile(jit)
@@ -203,6 +202,9 @@ def main():
     if (args.epochs is not None and args.epochs < 1) or any(b < 1 for b in args.batch_size or []):
         parser.error("--epochs and --batch-size must be positive")
     if args.case:
+        from keras_vae import distribute
+
+        distribute.configure_devices()  # as train.py and evaluate.py do: cases can share a GPU
         case = json.loads(args.case)
         print(json.dumps(run_evaluation_case(**case) if "k" in case else run_case(**case)))
         return

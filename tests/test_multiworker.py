@@ -62,17 +62,28 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(idx_dir, tmp_pa
                      epochs=2)
 
 
-def test_a_lost_worker_and_a_restart_resume_from_the_backup(idx_dir, tmp_path):
-    args = [*ARGS, "--epochs", "3", "--backup-every-steps", "2", "--data-dir", str(idx_dir)]
+def _one_process_then_two_workers_until(args, tmp_path, ready):
+    """Trains `args` in one process (run `one`), then starts two workers (run `two`) and waits for `ready()`.
+
+    Returns:
+        (the worker processes, their command, their ports).
+    """
     single = run_script("train.py", *args, "--run-dir", "one", "--export-dir", "one_sm", cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
     ports = _free_ports(2)
     command = [*args, "--run-dir", "two", "--export-dir", "two_sm"]
     workers = _start_workers(command, tmp_path, ports)
     deadline = time.monotonic() + 120
-    while max(_backup_numbers(tmp_path / "two/backup"), default=0) < 5:  # into the second epoch
-        assert workers[0].poll() is None and time.monotonic() < deadline, "training ended before the kill"
+    while not ready():
+        assert workers[0].poll() is None and time.monotonic() < deadline, "training ended too early"
         time.sleep(0.005)
+    return workers, command, ports
+
+
+def test_a_lost_worker_and_a_restart_resume_from_the_backup(idx_dir, tmp_path):
+    args = [*ARGS, "--epochs", "3", "--backup-every-steps", "2", "--data-dir", str(idx_dir)]
+    workers, command, ports = _one_process_then_two_workers_until(  # into the second epoch
+        args, tmp_path, lambda: max(_backup_numbers(tmp_path / "two/backup"), default=0) >= 5)
     workers[1].send_signal(signal.SIGKILL)
     assert _wait(workers, timeout=90) == [1, -signal.SIGKILL]  # the survivor notices the lost peer
     survivor = (tmp_path / "worker0.log").read_text()
@@ -89,15 +100,8 @@ def test_a_lost_worker_and_a_restart_resume_from_the_backup(idx_dir, tmp_path):
 def test_sigterm_to_one_worker_stops_both_at_one_step_and_a_restart_ends_as_one_process(idx_dir, tmp_path):
     # Default backups (epochs only), and batches of 8 so that epochs are long enough to stop inside.
     args = [*ARGS, "--epochs", "3", "--batch-size", "8", "--data-dir", str(idx_dir)]
-    single = run_script("train.py", *args, "--run-dir", "one", "--export-dir", "one_sm", cwd=tmp_path)
-    assert single.returncode == 0, single.stderr[-3000:]
-    ports = _free_ports(2)
-    command = [*args, "--run-dir", "two", "--export-dir", "two_sm"]
-    workers = _start_workers(command, tmp_path, ports)
-    deadline = time.monotonic() + 120
-    while "Epoch 2/" not in (tmp_path / "worker0.log").read_text():
-        assert workers[0].poll() is None and time.monotonic() < deadline, "training ended before the signal"
-        time.sleep(0.005)
+    workers, command, ports = _one_process_then_two_workers_until(
+        args, tmp_path, lambda: "Epoch 2/" in (tmp_path / "worker0.log").read_text())
     workers[1].send_signal(signal.SIGTERM)
     sent = time.monotonic()
     assert _wait(workers, timeout=60) == [143, 143]

@@ -117,13 +117,18 @@ def test_resuming_with_other_options_is_refused(idx_dir, tmp_path):
     assert other.returncode == 2 and "--latent-dim 3 -> 5" in other.stderr
 
 
-def test_divergence_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
+def tiny_run(tmp_path):
+    """64 synthetic 8x8 images, a small compiled VAE (SGD) and its backups in `tmp_path/backup`."""
     images = synthetic_images(64, 8, 8)
     keras.utils.set_random_seed(0)
     model = build_vae("mlp", (8, 8, 1), latent_dim=2, hidden_dim=8, seed=0)
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     model.optimizer.build(model.trainable_variables)
-    backup = RunBackup(tmp_path / "backup", model)
+    return images, model, RunBackup(tmp_path / "backup", model)
+
+
+def test_divergence_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
+    images, model, backup = tiny_run(tmp_path)
     strategy = tf.distribute.get_strategy()
     trainer = Trainer(model, strategy, steps_per_execution=1, progress=False, backup=backup)
     train_data, val_dataset = data.InMemoryImages(images, 16), data.evaluation_dataset(images, 16)

@@ -12,12 +12,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_resume import _assert_same_run
+from test_resume import _assert_same_run, tiny_run
 
-from conftest import NO_TF32, REPO, run_script, synthetic_images
+from conftest import NO_TF32, REPO, run_script
 from keras_vae import data, preemption
 from keras_vae.backup import RunBackup
-from keras_vae.models import build_vae
 from keras_vae.training import Trainer
 
 # Default backups (after each epoch only): a resume at step S > 0 can only come from the signal's.
@@ -57,42 +56,37 @@ def signal_during_training(command, cwd, signum, when="Epoch 2/"):
     return process.returncode, seconds, "".join(lines)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_mid_run_backs_up_that_step_and_the_rerun_ends_as_an_uninterrupted_run(
-        idx_dir, tmp_path, signum):
+def test_a_signal_mid_run_backs_up_that_step_and_the_rerun_ends_as_an_uninterrupted_run(idx_dir, tmp_path):
     common = [*ARGS, "--data-dir", str(idx_dir)]
     # The reference also runs with op determinism on: on CPU it changes nothing and must not fail.
     plain = run_script("train.py", *common, "--deterministic", "--run-dir", "a", "--export-dir", "sa",
                        cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr[-3000:]
 
-    command = [*common, "--run-dir", "b", "--export-dir", "sb"]
-    status, seconds, output = signal_during_training(command, tmp_path, signum)
-    assert status == 128 + signum, output[-3000:]
-    assert seconds < EXIT_SECONDS and "Traceback" not in output
-    assert f"Received {signum.name}: finishing the steps that are running" in output
-    stopped = re.search(r"stopped: Stopped \(SIG\w+\) at epoch (\d), step (\d) of 8, .* backed up", output)
-    assert stopped, output[-3000:]
-    epoch, step = int(stopped[1]), int(stopped[2])
-    assert not (tmp_path / "sb").exists()
-    for index in (tmp_path / "b/backup").glob("ckpt-*.index"):  # every backup left is complete
-        tf.train.load_checkpoint(str(index.with_suffix("")))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        run, exported = tmp_path / signum.name, tmp_path / f"{signum.name}_export"
+        command = [*common, "--run-dir", str(run), "--export-dir", str(exported)]
+        status, seconds, output = signal_during_training(command, tmp_path, signum)
+        assert status == 128 + signum, output[-3000:]
+        assert seconds < EXIT_SECONDS and "Traceback" not in output
+        assert f"Received {signum.name}: finishing the steps that are running" in output
+        stopped = re.search(r"stopped: Stopped \(SIG\w+\) at epoch (\d), step (\d) of 8,", output)
+        assert stopped, output[-3000:]
+        epoch, step = int(stopped[1]), int(stopped[2])
+        assert not exported.exists()
+        for index in (run / "backup").glob("ckpt-*.index"):  # every backup left is complete
+            tf.train.load_checkpoint(str(index.with_suffix("")))
 
-    resumed = run_script("train.py", *command, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Resuming from the backup at epoch {epoch}, step {step}." in resumed.stdout and step > 0
-    _assert_same_run(tmp_path / "a", tmp_path / "sa", tmp_path / "b", tmp_path / "sb")
+        resumed = run_script("train.py", *command, cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert f"Resuming from the backup at epoch {epoch}, step {step}." in resumed.stdout and step > 0
+        _assert_same_run(tmp_path / "a", tmp_path / "sa", run, exported)
 
 
 def test_the_local_handler_stops_after_the_execution_it_was_running(tmp_path, monkeypatch, capsys):
     """In process: a signal that arrives during step 3 of 8 (steps run 2 at a time) stops at step 4,
     and a second one during that backup changes nothing."""
-    images = synthetic_images(64, 8, 8)
-    keras.utils.set_random_seed(0)
-    model = build_vae("mlp", (8, 8, 1), latent_dim=2, hidden_dim=8, seed=0)
-    model.compile(optimizer=keras.optimizers.SGD(0.01))
-    model.optimizer.build(model.trainable_variables)
-    backup = RunBackup(tmp_path / "backup", model)
+    images, model, backup = tiny_run(tmp_path)
     strategy = tf.distribute.get_strategy()
 
     class SignalDuringStep3(keras.callbacks.Callback):
