@@ -23,9 +23,9 @@ class UserError(Exception):
 class DiskFull(UserError):
     """A folder ran out of space while a backup or an export was written; nothing was lost.
 
-    Exit status 3: distinct from bad input (2), and below 128 so that cluster managers which restart
-    "retryable" exits (128 and above, e.g. a TFJob's `restartPolicy: ExitCode`) do not retry a
-    command that will fail the same way until someone frees space.
+    Exit status 3: distinct from bad input (2), and not a signal's status (128 + n), which cluster
+    managers retry (a Kubeflow TFJob's `restartPolicy: ExitCode` retries 130, 137 and 143): a
+    command that would fail the same way until someone frees space is not restarted.
     """
 
     exit_status = 3

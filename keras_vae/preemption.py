@@ -32,8 +32,8 @@ class Preempted(UserError):
     """Training stopped on a signal after backing up the step it had reached.
 
     Exit status 128 + the signal's number (143 for SIGTERM, 130 for SIGINT), what a shell reports
-    for a process the signal ended: cluster managers treat these as retryable (a TFJob's
-    `restartPolicy: ExitCode` restarts on 128 and above) and rerunning the command resumes.
+    for a process the signal ended: cluster managers treat these as retryable (a Kubeflow TFJob's
+    `restartPolicy: ExitCode` restarts on 130, 137 and 143), and rerunning the command resumes.
     """
 
     label = "stopped"
