@@ -35,8 +35,8 @@ class DiskFull(UserError):
         free = shutil.disk_usage(folder).free if folder.exists() else 0
         super().__init__(
             f"{folder} is full ({_megabytes(free)} free) and {writing} needs about "
-            f"{_megabytes(needed_bytes)}. Nothing was lost: {kept} Free some space there (or choose "
-            "another folder with the same contents) and rerun the same command to continue."
+            f"{_megabytes(needed_bytes)}. Nothing was lost: {kept} Free some space there and rerun "
+            "the same command to continue."
         )
 
 
