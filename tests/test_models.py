@@ -97,11 +97,8 @@ def test_kl_warmup_raises_the_weight_linearly_to_beta():
     np.testing.assert_allclose(loss, reconstruction + 0.5 * kl, rtol=1e-6)
 
 
-def test_full_batches_add_no_cross_replica_sum_and_partial_ones_are_counted_exactly(monkeypatch):
-    # Not collective ops: their instance keys restart with each strategy, and a later test's
-    # strategy would meet this model's tensor shapes under the same keys.
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
-                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+def test_full_batches_add_no_cross_replica_sum_and_partial_ones_are_counted_exactly(monkeypatch, mirrored):
+    strategy = mirrored
     callers = []
     real_all_reduce = tf.distribute.ReplicaContext.all_reduce
 
