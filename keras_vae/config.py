@@ -84,7 +84,8 @@ class _Config:
         for field in dataclasses.fields(cls):
             flag = "--" + field.name.replace("_", "-")
             kind = _value_type(field)
-            help_text = f"{field.metadata['help']} (default: {field.default})"
+            # argparse expands %-formats in help texts; split expressions such as train[:90%] are literal.
+            help_text = f"{field.metadata['help']} (default: {field.default})".replace("%", "%%")
             if kind is bool:
                 parser.add_argument(flag, action=argparse.BooleanOptionalAction,
                                     default=field.default, help=help_text)

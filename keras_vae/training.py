@@ -87,6 +87,15 @@ class Trainer:
         self._evaluate = evaluate
         self._read_metrics = read_metrics
 
+    def iterator(self, train_data, first_epoch=0, first_step=0):
+        """A distributed iterator over a training data source, from step `first_step` of `first_epoch`.
+
+        Each input pipeline (one per worker) builds its own slice of every global batch, so that a
+        worker reads and decodes only the images its replicas train on.
+        """
+        return iter(self.strategy.distribute_datasets_from_function(
+            lambda context: train_data.dataset(first_epoch, first_step, context)))
+
     def run_steps(self, iterator, count):
         """Runs `count` training steps from a distributed `iterator`, reading nothing back."""
         self._train_steps(iterator, tf.constant(count))
@@ -172,10 +181,7 @@ class Trainer:
         first_epoch, first_step, history = restored or (0, 0, [])
         if restored and self.chief:
             print(f"Resuming from the backup at epoch {first_epoch + 1}, step {first_step}.")
-        # Each input pipeline (one per worker) builds its own slice of every global batch, so that a
-        # worker reads and decodes only the images its replicas train on.
-        iterator = iter(self.strategy.distribute_datasets_from_function(
-            lambda context: train_data.dataset(first_epoch, first_step, context)))
+        iterator = self.iterator(train_data, first_epoch, first_step)
         val_dataset = self.strategy.experimental_distribute_dataset(val_dataset)
         # verbose 2 is Keras' one line per epoch; only the chief reports.
         callbacks = keras.callbacks.CallbackList(

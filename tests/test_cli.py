@@ -71,6 +71,16 @@ def test_bad_options_are_rejected_before_anything_runs(tmp_path):
     _assert_user_error(run_script("train.py", "--latent-dim", "two", cwd=tmp_path), "invalid int")
 
 
+@pytest.mark.parametrize("script", ["train.py", "sample.py", "evaluate.py"])
+def test_help_lists_every_option(script, tmp_path):
+    from test_docs import COMMANDS
+
+    result = run_script(script, "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    for action in COMMANDS[script].parser()._actions:
+        assert all(name in result.stdout for name in action.option_strings)
+
+
 def test_sample_without_an_export_says_what_to_do(tmp_path):
     _assert_user_error(run_script("sample.py", cwd=tmp_path), "No exported model", "train.py")
 
