@@ -99,7 +99,9 @@ def test_a_lost_worker_and_a_restart_resume_from_the_backup(idx_dir, tmp_path):
 
 def test_sigterm_to_one_worker_stops_both_at_one_step_and_a_restart_ends_as_one_process(idx_dir, tmp_path):
     # Default backups (epochs only), and batches of 8 so that epochs are long enough to stop inside.
-    args = [*ARGS, "--epochs", "3", "--batch-size", "8", "--data-dir", str(idx_dir)]
+    # The signal comes at the start of epoch 2, and the workers need about 2 s to agree on a step
+    # (TensorFlow's handler polls the signal once a second): 5 epochs leave time for that under load.
+    args = [*ARGS, "--epochs", "5", "--batch-size", "8", "--data-dir", str(idx_dir)]
     workers, command, ports = _one_process_then_two_workers_until(
         args, tmp_path, lambda: "Epoch 2/" in (tmp_path / "worker0.log").read_text())
     workers[1].send_signal(signal.SIGTERM)
@@ -119,4 +121,4 @@ def test_sigterm_to_one_worker_stops_both_at_one_step_and_a_restart_ends_as_one_
     resumed = (tmp_path / "worker0.log").read_text()
     assert f"Resuming from the backup at epoch {epoch}, step {step}." in resumed and int(step) > 0
     _assert_same_run(tmp_path / "one", tmp_path / "one_sm", tmp_path / "two", tmp_path / "two_sm",
-                     epochs=3, batch_size=8)
+                     epochs=5, batch_size=8)
