@@ -8,12 +8,12 @@ import tempfile
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_vae import data, distribute, export, preemption
 from keras_vae.backup import RunBackup
 from keras_vae.callbacks import KLWarmup, SampleGrid, TensorBoardImages
+from keras_vae.data.pipelines import to_unit_interval
 from keras_vae.errors import DiskFull, UserError, is_disk_full
 from keras_vae.models import build_vae
 from keras_vae.training import Trainer, TrainingDiverged, make_optimizer, resolve_jit_compile
@@ -50,7 +50,7 @@ def _check_run_dir(config, run_dir):
         raise UserError(f"{saved} is damaged ({error}); start over with --restart.")
 
 
-def _callbacks(config, run_dir, val_images, chief):
+def _callbacks(config, run_dir, val_split, chief):
     """The run's callbacks: KL warm-up on every worker; pictures and TensorBoard on the chief."""
     callbacks = [KLWarmup(config.kl_warmup_epochs)] if config.kl_warmup_epochs else []
     if not chief:
@@ -59,7 +59,7 @@ def _callbacks(config, run_dir, val_images, chief):
         callbacks.append(SampleGrid(run_dir / "samples", config.sample_every, seed=config.seed))
     if config.tensorboard:
         log_dir = run_dir / "tensorboard"
-        originals = val_images[:RECONSTRUCTION_COUNT].astype(np.float32) / 255.0
+        originals = to_unit_interval(val_split.load_all(RECONSTRUCTION_COUNT)[0]).numpy()
         callbacks += [keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
                       TensorBoardImages(log_dir, originals, config.sample_every or config.epochs,
                                         seed=config.seed)]
@@ -141,9 +141,8 @@ def train(config, callbacks=()):
               preemption.stop_on_signals(strategy, backup) as stop):
             trainer = Trainer(model, strategy, config.steps_per_execution, config.progress, backup,
                               config.backup_every_steps, stop)
-            first_val_images = val_split.load_all(RECONSTRUCTION_COUNT)[0]
             history = trainer.fit(train_data, val_dataset, config.epochs,
-                                  [*_callbacks(config, run_dir, first_val_images, chief), *callbacks],
+                                  [*_callbacks(config, run_dir, val_split, chief), *callbacks],
                                   resume=not config.restart)
             if stop.received is not None:  # during the last validation or backup: skip the export
                 raise preemption.Preempted(stop.received, (
