@@ -25,23 +25,25 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CASES = (("decoder", "serving_default"), ("decoder", "sample"), ("decoder", "sample_png"),
-         ("encoder", "serving_default"))
+from keras_vae.serving import signatures as table  # noqa: E402 (after the path is set)
+
+CASES = (table.DECODE, table.SAMPLE, table.SAMPLE_PNG, table.ENCODE)
 
 
-def example_inputs(signature, batch, rng):
-    """{input name: array} for a signature: `batch` examples, or n = `batch` for the samplers."""
+def example_inputs(signature, batch, rng, latent_dim, image_shape):
+    """{input name: array} for a signature of the table: `batch` examples, or n = `batch` for the samplers."""
     import numpy as np
 
     inputs = {}
-    for name, spec in signature.structured_input_signature[1].items():
-        if spec.shape.rank == 0:  # n and seed
-            value = batch if name == "n" else 7
-            inputs[name] = np.asarray(value, spec.dtype.as_numpy_dtype)
+    for tensor in signature.inputs:
+        if tensor is table.N:
+            inputs[tensor.name] = np.asarray(batch, tensor.dtype)
+        elif tensor is table.SEED:
+            inputs[tensor.name] = np.asarray(7, tensor.dtype)
         else:
-            shape = (batch, *spec.shape[1:])
-            value = rng.random(shape) if name == "images" else rng.standard_normal(shape)
-            inputs[name] = value.astype(spec.dtype.as_numpy_dtype)
+            shape = [batch if size is None else size for size in tensor.dims(latent_dim, image_shape)]
+            value = rng.random(shape) if tensor is table.IMAGES else rng.standard_normal(shape)
+            inputs[tensor.name] = value.astype(tensor.dtype)
     return inputs
 
 
@@ -98,7 +100,7 @@ def main(argv=None):
     import numpy as np
     import tensorflow as tf
 
-    from keras_vae import export
+    from keras_vae import ExportedVAE, publish
 
     tf.get_logger().setLevel("ERROR")  # tf.compat.v1.saved_model.load is deprecated, and is what we time
     with tempfile.TemporaryDirectory() as scratch:
@@ -107,14 +109,17 @@ def main(argv=None):
             from keras_vae.models import build_vae
 
             # Latency does not depend on the weights: an untrained model of the default size will do.
-            export.publish(root, build_vae("mlp", (28, 28, 1), latent_dim=20, hidden_dim=400, seed=0))
+            publish(root, build_vae("mlp", (28, 28, 1), latent_dim=20, hidden_dim=400, seed=0),
+                    {"config.json": '{"likelihood": "bernoulli"}'})
         rng = np.random.default_rng(0)
-        for model, name in CASES:
-            path = export.version_dir(root / model)
+        sizes = ExportedVAE(root)
+        for case in CASES:
+            model, name = case.model, case.name
+            path = {"decoder": sizes.decoder_dir, "encoder": sizes.encoder_dir}[model]
             loaded = tf.saved_model.load(str(path))
             signature, session = loaded.signatures[name], SessionSignature(path, name)
             for batch in args.batch_size:
-                inputs = example_inputs(signature, batch, rng)
+                inputs = example_inputs(case, batch, rng, sizes.latent_dim, sizes.image_shape)
                 paths = {"session": session, "load": functools.partial(call_loaded, signature)}
                 times = time_case(paths, inputs, args.seconds, args.warmup)
                 figures = {"model": model, "signature": name, "batch": batch}

@@ -116,9 +116,10 @@ def end_to_end_images_per_s(images, arch, batch_size, epochs, jit):
 def run_case(arch, batch_size, epochs, jit, steps_per_execution):
     """Times the bare training step and train.py on synthetic data; returns the figures as a dict."""
 
-    from keras_vae import data, distribute
+    from keras_vae import data
+    from keras_vae.devices import resolve_jit_compile
     from keras_vae.models import build_vae
-    from keras_vae.training import Trainer, make_optimizer, resolve_jit_compile
+    from keras_vae.training import Trainer, distribute, make_optimizer
 
     images = synthetic_images(IMAGES)
     strategy = distribute.make_strategy("auto")
@@ -154,14 +155,14 @@ def run_evaluation_case(arch, k, images):
     import json as json_text
     import tempfile
 
-    from keras_vae import estimators, evaluate, export
+    from keras_vae import ExportedVAE, publish
+    from keras_vae.evaluation import estimators, evaluate
     from keras_vae.models import build_vae
 
     model = build_vae(arch, IMAGE_SHAPE, seed=0)
     with tempfile.TemporaryDirectory() as root:
-        export.publish(root, model,
-                       {"config.json": json_text.dumps({"likelihood": "bernoulli"})})
-        exported = evaluate.ExportedVAE(root)
+        publish(root, model, {"config.json": json_text.dumps({"likelihood": "bernoulli"})})
+        exported = ExportedVAE(root)
         log_likelihood = estimators.decoder_log_likelihood("bernoulli", exported.decode_logits)
         estimate = estimators.importance_estimator(exported.encode, log_likelihood, k,
                                                    samples_per_call=estimators.samples_per_call())
@@ -202,9 +203,9 @@ def main():
     if (args.epochs is not None and args.epochs < 1) or any(b < 1 for b in args.batch_size or []):
         parser.error("--epochs and --batch-size must be positive")
     if args.case:
-        from keras_vae import distribute
+        from keras_vae import devices
 
-        distribute.configure_devices()  # as train.py and evaluate.py do: cases can share a GPU
+        devices.configure_devices()  # as train.py and evaluate.py do: cases can share a GPU
         case = json.loads(args.case)
         print(json.dumps(run_evaluation_case(**case) if "k" in case else run_case(**case)))
         return

@@ -12,6 +12,7 @@ import typing
 from pathlib import Path
 
 from keras_vae.errors import UserError
+from keras_vae.options import as_options
 
 
 def _option(default, help, choices=None, minimum=None, metavar=None):
@@ -107,6 +108,12 @@ class _Config:
         except UserError as error:
             parser.error(str(error))
 
+    @classmethod
+    def in_options(cls, message):
+        """`message` with the library's argument names that are this command's options written as
+        options (see `keras_vae.options`)."""
+        return as_options(message, {field.name for field in dataclasses.fields(cls)})
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
@@ -162,6 +169,10 @@ class TrainConfig(_DataConfig):
     val_split: str | None = _option(
         None, "validation split, TFDS slicing syntax (e.g. 'test[8000:]'); default 'test', or "
         "'train[90%:]' of an --image-dir"
+    )
+    skip_bad_pictures: bool = _option(
+        False, "--image-dir: train without the pictures that cannot be decoded (every picture is checked "
+        "before training; without this option, any bad one stops it), listing them in config.json"
     )
     arch: str = _option("mlp", "network architecture", choices=("mlp", "conv"))
     latent_dim: int = _option(20, "size of the latent space", minimum=1)
@@ -222,7 +233,7 @@ class TrainConfig(_DataConfig):
     # Options that may change between a run and its resumption; any other change means another run.
     RESUMABLE = frozenset({"epochs", "progress", "sample_every", "backup_every_steps", "export_dir",
                            "steps_per_execution", "check_numerics", "restart", "strategy", "tensorboard",
-                           "jit_compile", "gpu_memory_growth", "deterministic"})
+                           "jit_compile", "gpu_memory_growth", "deterministic", "skip_bad_pictures"})
 
     def validate(self):
         if not self.learning_rate > 0:

@@ -77,10 +77,10 @@ def tiny_vae():
 @pytest.fixture(scope="session")
 def published(tiny_vae, tmp_path_factory):
     """An export root holding version 1 of `tiny_vae`; tests must not change it."""
-    from keras_vae import export
+    from keras_vae import publish
 
     root = tmp_path_factory.mktemp("published")
-    export.publish(root, tiny_vae, {"config.json": "{}\n"})
+    publish(root, tiny_vae, {"config.json": "{}\n"})
     return root
 
 

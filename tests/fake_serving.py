@@ -15,7 +15,8 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from keras_vae import export
+from keras_vae.serving import exported
+from keras_vae.serving.signatures import MODELS
 
 # Status codes by number, as TensorFlow and gRPC share them.
 CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
@@ -45,7 +46,7 @@ class ModelServer:
 
     def __init__(self, root, served=None):
         root = Path(root)
-        served = served or {m: export.versions(root / m)[-1:] for m in export.MODELS}
+        served = served or {m: exported.versions(root / m)[-1:] for m in MODELS}
         self.bundles = {}
         for model, numbers in served.items():
             for version in numbers:
@@ -58,7 +59,7 @@ class ModelServer:
         """
         session = tf.compat.v1.Session(graph=tf.Graph())
         meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], str(path))
-        for request in export.read_warmup(path):
+        for request in exported.read_warmup(path):
             self._run(session, meta_graph, request)
         return session, meta_graph
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import run_script, synthetic_images, write_idx
-from keras_vae import distribute
+from keras_vae.config import TrainConfig
 from keras_vae.errors import UserError
+from keras_vae.training import distribute
 
 
 def _truncate(folder):
@@ -41,7 +42,7 @@ CASES = {
     "size not matching the header": (_short_of_header, [], "truncated or corrupt"),
     "labels of another length": (_labels_of_other_length, [], "5 labels but"),
     "shape the architecture cannot take": (_odd_image_size, ["--arch", "conv"],
-                                           "must be even and at least 8; got 27x27"),
+                                           "must be even and at least 8. Received: image_shape=(27, 27, 1)"),
     "empty split": (None, ["--val-split", "test[64:]"], "is empty"),
     "unparsable split": (None, ["--train-split", "train[:10"], "TFDS slicing syntax"),
     "fewer images than one batch": (None, ["--train-split", "train[:10]"], "fewer than one batch"),
@@ -79,5 +80,18 @@ def test_bad_input_is_refused_cleanly(case, idx_dir, tmp_path):
 def test_batch_must_split_evenly_over_replicas(mirrored):
     strategy = mirrored
     distribute.check_global_batch(64, strategy)
-    with pytest.raises(UserError, match="--batch-size 63 does not split evenly over 2 replicas"):
+    with pytest.raises(UserError, match="split evenly over 2 replicas. Received: batch_size=63") as error:
         distribute.check_global_batch(63, strategy)
+    translated = TrainConfig.in_options(str(error.value))
+    assert "Received: --batch-size 63; use a multiple of 2, e.g. --batch-size 64" in translated
+
+
+@pytest.mark.parametrize(("message", "translated"), [
+    ("Received: image_size=(64, 48).", "Received: --image-size 64 48."),
+    ("use grayscale=True, or progress=False", "use --grayscale, or --no-progress"),
+    ("a smaller `batch_size` or arch='mlp'", "a smaller --batch-size or --arch mlp"),
+    ("train_split='test[:8000]' and image_dir=DIR", "--train-split 'test[:8000]' and --image-dir DIR"),
+    ("Received: image_shape=(27, 27, 1) and k=3", "Received: image_shape=(27, 27, 1) and k=3"),  # no options
+])
+def test_the_commands_write_library_arguments_as_their_options(message, translated):
+    assert TrainConfig.in_options(message) == translated

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae.binarize import binarize
+from keras_vae.data import binarize
 
 GREY = np.linspace(0.0, 1.0, 6 * 8 * 8, dtype=np.float32).reshape(6, 8, 8, 1)
 INDICES = np.arange(6)

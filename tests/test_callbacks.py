@@ -8,11 +8,9 @@ import tensorflow as tf
 
 from conftest import synthetic_images
 from keras_vae import data
-from keras_vae.callbacks import KLWarmup, SampleGrid
 from keras_vae.config import TrainConfig
 from keras_vae.models import build_vae
-from keras_vae.run import train
-from keras_vae.training import Trainer
+from keras_vae.training import KLWarmup, SampleGrid, Trainer, train
 
 METRICS = {"loss", "reconstruction_loss", "kl_loss"}
 LOGS = METRICS | {f"val_{name}" for name in METRICS}
@@ -112,3 +110,14 @@ def test_a_user_callback_sees_every_epoch_of_train(idx_dir, tmp_path):
     for logs, record in zip(recorder.epoch_logs, summary["history"], strict=True):
         assert set(logs) == LOGS and all(logs[name] == record[name] for name in LOGS)
     assert (tmp_path / "run/model.keras").is_file()
+
+
+def test_train_leaves_the_global_dtype_policy_as_it_found_it(idx_dir, tmp_path):
+    keras.mixed_precision.set_global_policy("float32")
+    config = TrainConfig(data_dir=str(idx_dir), train_split="train[:64]", val_split="test[:32]", epochs=1,
+                         batch_size=32, latent_dim=2, hidden_dim=8, sample_every=0, progress=False,
+                         mixed_precision="bfloat16", run_dir=str(tmp_path / "run"),
+                         export_dir=str(tmp_path / "models"))
+    summary = train(config)
+    assert summary["version"] == 1 and np.isfinite(summary["final"]["val_loss"])
+    assert keras.mixed_precision.global_policy().name == "float32"

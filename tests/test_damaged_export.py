@@ -5,13 +5,14 @@ import subprocess
 import sys
 
 from conftest import REPO
-from keras_vae import export, generate
+from keras_vae import publish
+from keras_vae.serving import sample as sampling
 
 
 def test_a_truncated_variables_file_names_the_folder_and_suggests_a_version(tiny_vae, idx_dir, tmp_path):
     root = tmp_path / "saved_models"
     for _ in range(2):
-        export.publish(root, tiny_vae, {"config.json": '{"likelihood": "bernoulli"}'})
+        publish(root, tiny_vae, {"config.json": '{"likelihood": "bernoulli"}'})
     (data,) = (root / "decoder/2/variables").glob("variables.data-*")
     data.write_bytes(data.read_bytes()[:100])  # as a full disk or an interrupted copy leaves it
     commands = {
@@ -31,4 +32,4 @@ def test_a_truncated_variables_file_names_the_folder_and_suggests_a_version(tiny
         assert "IndexError: Read less bytes than requested" in stderr
         assert "--version (present: [1, 2])" in stderr
     assert not (tmp_path / "samples.png").exists() and not (tmp_path / "evaluation/evaluation.json").exists()
-    assert generate.sample_local(root / "decoder", 4, 0, version=1)[1] == root / "decoder/1"  # still works
+    assert sampling.sample_local(root / "decoder", 4, 0, version=1)[1] == root / "decoder/1"  # still works

@@ -6,10 +6,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import synthetic_images
-from keras_vae import data, distribute, estimators, evaluate, run
+from keras_vae import data, devices
 from keras_vae.config import EvaluateConfig, TrainConfig
+from keras_vae.evaluation import estimators, evaluate
 from keras_vae.models import build_vae
-from keras_vae.training import Trainer
+from keras_vae.training import Trainer, distribute, run
 
 
 class _Stop(Exception):
@@ -34,10 +35,10 @@ def two_gpus(monkeypatch):
 
 
 def test_memory_growth_is_on_for_every_gpu_unless_turned_off(two_gpus):
-    distribute.configure_devices()
+    devices.configure_devices()
     assert two_gpus == [("memory_growth", f"/physical_device:GPU:{i}", True) for i in range(2)]
     two_gpus.clear()
-    distribute.configure_devices(memory_growth=False, deterministic=True)
+    devices.configure_devices(memory_growth=False, deterministic=True)
     assert two_gpus == [("memory_growth", f"/physical_device:GPU:{i}", False) for i in range(2)] + [
         ("determinism",)]
 
@@ -49,7 +50,7 @@ def test_train_and_evaluate_set_up_the_devices_before_anything_else(monkeypatch)
         recorded.append(args)
         raise _Stop
 
-    monkeypatch.setattr(distribute, "configure_devices", configure)
+    monkeypatch.setattr(devices, "configure_devices", configure)
     monkeypatch.setattr(distribute, "make_strategy", lambda name: pytest.fail("strategy before devices"))
     assert TrainConfig().gpu_memory_growth and not TrainConfig().deterministic
     options = TrainConfig.from_args(["--no-gpu-memory-growth", "--deterministic"])

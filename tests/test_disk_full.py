@@ -11,10 +11,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_script
-from keras_vae import export, run
-from keras_vae.backup import RunBackup
+from keras_vae import publish
 from keras_vae.errors import DiskFull
 from keras_vae.models import build_vae
+from keras_vae.serving import exported
+from keras_vae.serving import publish as publishing
+from keras_vae.serving.signatures import MODELS
+from keras_vae.training import RunBackup, run
 
 ARGS = ["--batch-size", "32", "--latent-dim", "3", "--hidden-dim", "16", "--train-split", "train",
         "--val-split", "test[:40]", "--sample-every", "0", "--no-progress"]
@@ -80,15 +83,15 @@ def test_full_run_folder_then_full_export_root_then_rerun_exports(idx_dir, tmp_p
         assert message.startswith(f"error: {sm} is full")
         assert "the export needs about 0." in message and "no partial version was left" in message
         assert "exports it without training again" in message
-        assert _leftovers(sm) == [] and export.versions(sm / "decoder") == export.versions(sm / "encoder")
-        assert export.versions(sm / "decoder") == []
+        assert _leftovers(sm) == [] and exported.versions(sm / "decoder") == exported.versions(sm / "encoder")
+        assert exported.versions(sm / "decoder") == []
         (sm / "filler").unlink()
 
         rerun = run_script("train.py", *common, "--epochs", "2", "--export-dir", "sm", cwd=tmp_path)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert "Resuming from the backup at epoch 3, step 0" in rerun.stdout
         assert "Epoch 2/2" not in rerun.stdout  # nothing trained again
-        assert export.versions(sm / "decoder") == export.versions(sm / "encoder") == [1]
+        assert exported.versions(sm / "decoder") == exported.versions(sm / "encoder") == [1]
 
 
 def _no_space(*_, **__):
@@ -119,32 +122,32 @@ def test_full_backup_folder_injected(tmp_path, monkeypatch):
 
 
 def test_full_export_root_injected(tiny_vae, tmp_path, monkeypatch):
-    assert export.publish(tmp_path, tiny_vae) == 1
-    size = sum(f.stat().st_size for name in export.MODELS for f in (tmp_path / name / "1").rglob("*")
+    assert publish(tmp_path, tiny_vae) == 1
+    size = sum(f.stat().st_size for name in MODELS for f in (tmp_path / name / "1").rglob("*")
                if f.is_file())
-    real_write_warmup = export.write_warmup
+    real_write_warmup = publishing.write_warmup
 
     def fail_on_the_encoder(path, model_name, module):  # after the decoder is staged
         if model_name == "encoder":
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_write_warmup(path, model_name, module)
 
-    monkeypatch.setattr(export, "write_warmup", fail_on_the_encoder)
+    monkeypatch.setattr(publishing, "write_warmup", fail_on_the_encoder)
     expected = rf"is full .* needs about {size / 1e6:.1f} MB.*versions \[1\] are intact"
     with pytest.raises(DiskFull, match=expected):
-        export.publish(tmp_path, tiny_vae)
-    assert _leftovers(tmp_path) == [] and export.versions(tmp_path / "decoder") == [1]
-    monkeypatch.setattr(export, "write_warmup", real_write_warmup)
-    assert export.publish(tmp_path, tiny_vae) == 2
+        publish(tmp_path, tiny_vae)
+    assert _leftovers(tmp_path) == [] and exported.versions(tmp_path / "decoder") == [1]
+    monkeypatch.setattr(publishing, "write_warmup", real_write_warmup)
+    assert publish(tmp_path, tiny_vae) == 2
 
 
 def test_other_write_errors_are_not_reported_as_a_full_disk(tiny_vae, tmp_path, monkeypatch):
     def denied(*_, **__):
         raise OSError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(export, "write_warmup", denied)
+    monkeypatch.setattr(publishing, "write_warmup", denied)
     with pytest.raises(PermissionError):
-        export.publish(tmp_path, tiny_vae)
+        publish(tmp_path, tiny_vae)
 
 
 def test_full_run_folder_while_writing_model_keras_injected(tmp_path, monkeypatch):

@@ -73,3 +73,30 @@ def test_the_readme_python_snippet_runs(tmp_path, monkeypatch, proxy):
     assert namespace["version"] == 1 and (tmp_path / "saved_models/decoder/1/saved_model.pb").exists()
     assert namespace["new"].shape == (16, 28, 28, 1)
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+
+
+def test_requirements_txt_pins_what_pyproject_pins_and_readme_gives_both_installs():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pinned = [line.split("#")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    wanted = [dependency.split(";")[0].strip() for dependency in project["dependencies"]]
+    assert [line for line in pinned if line] == wanted
+    assert all("==" in line for line in wanted)
+    assert "pip install -r requirements.txt" in README and "pip install ." in README
+
+
+def test_the_signature_table_of_serving_md_is_the_one_the_exports_use():
+    from keras_vae.serving.signatures import SIGNATURES
+
+    text = (REPO / "docs/serving.md").read_text()
+    section = text.split("\n## Signatures\n", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith(("| decoder |", "| encoder |"))]
+    documented = [(model, name.strip("`"), re.findall(r"`(\w+)`", inputs), re.findall(r"`(\w+)`", outputs))
+                  for model, name, inputs, outputs in rows]
+    assert documented == [(s.model, s.name, s.input_names(), s.output_names()) for s in SIGNATURES]
+    for (*_, inputs, outputs), signature in zip(rows, SIGNATURES, strict=True):
+        for tensors, cell in ((signature.inputs, inputs), (signature.outputs, outputs)):
+            for tensor in tensors:
+                assert f"`{tensor.name}` {tensor.dtype} [" in cell, (signature.name, tensor.name, cell)

@@ -9,10 +9,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_script
-from keras_vae import estimators, evaluate, export, losses
+from keras_vae import publish
 from keras_vae.config import EvaluateConfig
 from keras_vae.errors import UserError
-from keras_vae.models import build_vae
+from keras_vae.evaluation import estimators, evaluate, figures
+from keras_vae.models import Autoencoder, build_vae, losses
+from keras_vae.serving import sample as sampling
+from keras_vae.serving.exported import ExportedVAE
 
 # A linear-Gaussian model: z ~ N(0, I), x | z ~ N(W z + b, s^2 I), so p(x) = N(b, W W^T + s^2 I). W has
 # orthogonal columns, which makes the exact posterior p(z | x) a Gaussian with diagonal covariance.
@@ -103,7 +106,7 @@ def _publish(root, latent_dim, likelihood="bernoulli", history=True):
         records = [{"epoch": e, **{f"{p}{m}": 100.0 / e for p in ("", "val_")
                                    for m in ("loss", "reconstruction_loss", "kl_loss")}} for e in (1, 2, 3)]
         files["metrics.json"] = json.dumps({"final": records[-1], "history": records})
-    export.publish(root, vae, files)
+    publish(root, vae, files)
     return root
 
 
@@ -127,6 +130,10 @@ def test_evaluate_script_end_to_end(idx_dir, tmp_path):
     assert sorted(results["pictures"]) == sorted(sizes)
     for name, size in sizes.items():
         assert matplotlib.image.imread(tmp_path / "out" / name).shape[:2] == size, name
+    # The samples are the exported `sample` signature's for the seed: what `sample.py --seed 0` draws.
+    png, _ = sampling.sample_local(tmp_path / "models/decoder", 64, seed=0)
+    np.testing.assert_array_equal(tf.io.decode_png(png).numpy(),
+                                  tf.io.decode_png((tmp_path / "out/samples.png").read_bytes()).numpy())
 
 
 def test_evaluate_binarized_gaussian_without_history(idx_dir, tmp_path):
@@ -149,17 +156,43 @@ def test_evaluate_user_errors(idx_dir, tmp_path):
         evaluate.run(EvaluateConfig(**{"export_dir": str(tmp_path), "data_dir": str(idx_dir),
                                        "split": "test[:8]", "k": 2, "pictures": False, **options}))
 
-    with pytest.raises(UserError, match="No exported model.*--export-dir"):
+    with pytest.raises(UserError, match="No exported model.*`export_dir`") as error:
         run()
+    assert "point --export-dir at the export root" in EvaluateConfig.in_options(str(error.value))
     vae = build_vae("mlp", (28, 28, 1), latent_dim=2, hidden_dim=8)
-    export.publish(tmp_path, vae, {"config.json": "{}"})
+    publish(tmp_path, vae, {"config.json": "{}"})
     with pytest.raises(UserError, match="does not name the likelihood"):
         run()
     _publish(tmp_path, latent_dim=2)
     with pytest.raises(UserError, match="No version 7"):
         run(version=7)
     small = build_vae("mlp", (12, 12, 1), latent_dim=2, hidden_dim=8)
-    export.publish(tmp_path / "small", small,
-                   {"config.json": '{"likelihood": "bernoulli"}'})
+    publish(tmp_path / "small", small, {"config.json": '{"likelihood": "bernoulli"}'})
     with pytest.raises(UserError, match=r"shape \(28, 28, 1\).*takes \(12, 12, 1\)"):
         run(export_dir=str(tmp_path / "small"))
+
+
+def test_the_exported_and_the_keras_model_answer_alike_and_the_pictures_take_either(tmp_path):
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=3, hidden_dim=16, seed=0)
+    publish(tmp_path / "models", vae, {"config.json": json.dumps({"likelihood": "bernoulli"})})
+    exported = ExportedVAE(tmp_path / "models")
+    rng = np.random.default_rng(0)
+    images, z = rng.random((5, 28, 28, 1)).astype("f4"), rng.standard_normal((4, 3)).astype("f4")
+    calls = {"encode": (images,), "decode": (z,), "decode_logits": (z,), "sample": (6, 11),
+             "reconstruct": (images,)}
+    for name, arguments in calls.items():
+        answers = [getattr(model, name)(*arguments) for model in (vae, exported)]
+        for got, want in zip(tf.nest.flatten(answers[1]), tf.nest.flatten(answers[0]), strict=True):
+            assert type(got) is type(want) and got.dtype == want.dtype == tf.float32, name
+            np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
+    assert isinstance(vae, Autoencoder) and isinstance(exported, Autoencoder)
+    assert (exported.image_shape, exported.latent_dim) == (vae.image_shape, vae.latent_dim)
+    means = np.asarray(vae.encode(images)[0])
+    for model in (vae, exported):
+        written = figures.write_pictures(tmp_path / type(model).__name__, model, images, means, seed=4)
+        assert [path.name for path in written][:3] == ["samples.png", "reconstructions.png",
+                                                       "interpolations.png"]
+    for name in ("samples.png", "reconstructions.png", "interpolations.png", "traversal.png"):
+        pixels = [tf.io.decode_png((tmp_path / folder / name).read_bytes()).numpy().astype(int)
+                  for folder in ("VAE", "ExportedVAE")]
+        assert np.abs(pixels[0] - pixels[1]).max() <= 1, name

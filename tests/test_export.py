@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae import export, models, plots
+from keras_vae import models, publish
+from keras_vae.images import image_grid
 from keras_vae.models import build_vae
+from keras_vae.serving import exported
 
 # Runs in a fresh interpreter where this project cannot be imported, even where it is installed (as in
 # CI's virtual environment): loading the exports must need TensorFlow alone.
@@ -34,7 +36,7 @@ def vae():
 
 
 def test_round_trip_in_a_process_without_the_project(vae, tmp_path):
-    version = export.publish(tmp_path / "models", vae, {"config.json": "{}"})
+    version = publish(tmp_path / "models", vae, {"config.json": "{}"})
     assert version == 1
     rng = np.random.default_rng(1)
     z, x = rng.standard_normal((7, 6)).astype("f4"), rng.random((5, 28, 28, 1)).astype("f4")
@@ -189,7 +191,7 @@ def test_warmup_requests_match_the_signatures(published):
                          ("encoder", ["serving_default", "reconstruct"])):
         path = published / model / "1"
         assert (path / "assets.extra/tf_serving_warmup_requests").is_file()
-        requests = export.read_warmup(path)
+        requests = exported.read_warmup(path)
         assert [r.model_spec.signature_name for r in requests] == names
         loaded = tf.saved_model.load(str(path)).signatures
         for request in requests:
@@ -212,7 +214,7 @@ def test_sample_png_is_the_grid_of_sample(published, n, rows, columns):
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     pixels = tf.io.decode_png(png).numpy()
     assert pixels.shape == (rows * 30 + 2, columns * 30 + 2, 1) and pixels.dtype == np.uint8
-    grid = plots.image_grid(decoder["sample"](**inputs)["images"].numpy())
+    grid = image_grid(decoder["sample"](**inputs)["images"].numpy())
     # The same picture up to the 8-bit rounding, white in the gaps and the empty cells.
     np.testing.assert_allclose(pixels / 255.0, grid, atol=0.5 / 255 + 1e-6)
     assert (pixels[:2] == 255).all() and (pixels[:, -2:] == 255).all()

@@ -122,10 +122,10 @@ def test_pictures_of_another_size_or_kind_are_named(classes):
     write_pictures(classes / "dog", synthetic_images(1, 8, 12), names=["grey"])
     messages = _errors(classes)
     assert sorted(messages) == sorted([
-        f"{classes}/cat/large.png is 9 x 12 pixels, but the first picture is 8 x 12: use "
-        "--image-size HEIGHT WIDTH to resize them all.",
+        f"{classes}/cat/large.png is 9 x 12 pixels, but the first picture is 8 x 12: resize them all, "
+        "with image_size=(HEIGHT, WIDTH).",
         f"{classes}/dog/grey.png is a grey picture, but the first picture is colour: convert the "
-        "pictures to one kind, or use --grayscale.",
+        "pictures to one kind, or use grayscale=True.",
     ])
     assert not data.open_split("train", image_dir=classes, image_size=(8, 8), grayscale=True).find_bad()
 

@@ -51,16 +51,30 @@ def test_train_export_sample_and_evaluate_on_a_folder(rgb_folder, tmp_path):
     assert np.isfinite(results["nats_per_image"]["nll"]) and "latent_pca.png" in " ".join(results["pictures"])
 
 
-def test_bad_pictures_stop_training_with_their_names(tmp_path):
+def test_bad_pictures_stop_training_before_the_first_step_or_are_left_out(tmp_path):
+    """Every picture is checked before training, also those an epoch's order leaves out (one epoch of
+    40 pictures in batches of 16 never reaches 8 of them)."""
     folder = tmp_path / "pictures"
     write_pictures(folder, synthetic_images(40, 8, 8))
     (folder / "00017.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     write_pictures(folder, synthetic_images(1, 10, 8), names=["00031"])
-    result = run_script("train.py", *SMALL, "--image-dir", str(folder), "--epochs", "2", cwd=tmp_path)
+    args = [*SMALL, "--image-dir", str(folder), "--epochs", "1", "--train-split", "train"]
+    result = run_script("train.py", *args, "--val-split", "train[:16]", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr and not (tmp_path / "saved_models").exists()
+    assert "Traceback" not in result.stderr and "Training" not in result.stdout
+    assert not (tmp_path / "saved_models").exists() and not (tmp_path / "runs").exists()
+    assert "2 pictures cannot be used" in result.stderr and "--skip-bad-pictures" in result.stderr
     assert f"cannot decode {folder}/00017.png: Invalid PNG" in result.stderr
     assert f"{folder}/00031.png is 10 x 8 pixels, but the first picture is 8 x 8" in result.stderr
+
+    result = run_script("train.py", *args, "--val-split", "train[:16]", "--skip-bad-pictures", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Leaving out 2 pictures" in result.stdout and "with --image-size HEIGHT WIDTH" in result.stdout
+    assert "on 38 images" in result.stdout
+    config = json.loads((tmp_path / "runs/default/config.json").read_text())
+    assert config["skipped_pictures"] == [f"{folder}/00017.png", f"{folder}/00031.png"]
+    exported = json.loads((tmp_path / "saved_models/decoder/1/config.json").read_text())
+    assert exported["skipped_pictures"] == config["skipped_pictures"]
 
 
 def test_mixed_channels_and_empty_folders_are_refused_at_once(tmp_path):

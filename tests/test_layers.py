@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae.layers import Sampling
+from keras_vae.models import Sampling
 
 
 def test_sampling_statistics_follow_mean_and_log_var():

@@ -1,6 +1,6 @@
 import numpy as np
 
-from keras_vae import losses
+from keras_vae.models import losses
 
 
 def test_kl_matches_closed_form():

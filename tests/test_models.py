@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae import data, models
-from keras_vae.callbacks import KLWarmup
+from keras_vae import data
 from keras_vae.errors import UserError
 from keras_vae.models import VAE, build_vae, conv_filters
-from keras_vae.training import Trainer
+from keras_vae.models import vae as vae_module
+from keras_vae.training import KLWarmup, Trainer
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -130,7 +130,7 @@ def test_full_batches_add_no_cross_replica_sum_and_partial_ones_are_counted_exac
 
     @tf.function
     def count(iterator):
-        return strategy.run(models._global_count, args=(next(iterator),))
+        return strategy.run(vae_module._global_count, args=(next(iterator),))
 
     # 7 examples in batches of 4: the last splits 2 + 1, and both replicas must count 3.
     dataset = tf.data.Dataset.from_tensor_slices(np.zeros((7, 2), "f4")).batch(4)

@@ -3,10 +3,9 @@
 import matplotlib.image
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from keras_vae import figures, plots
-from keras_vae.models import build_decoder
+from keras_vae.evaluation import figures
+from keras_vae.models import build_vae
 
 
 def fake_decode(z):
@@ -64,15 +63,11 @@ def test_principal_components_find_the_main_direction():
 
 @pytest.mark.parametrize("latent_dim", [2, 5])
 def test_every_picture_of_a_tiny_model_has_its_pixel_size(latent_dim, tmp_path):
-    decoder = build_decoder("mlp", (28, 28, 1), latent_dim, hidden_dim=16)
-
-    def decode(z):
-        return tf.sigmoid(decoder(z)).numpy()
-
+    vae = build_vae("mlp", (28, 28, 1), latent_dim, hidden_dim=16)
     rng = np.random.default_rng(1)
     images, means = rng.random((11, 28, 28, 1)), rng.standard_normal((30, latent_dim))
     history = [{"epoch": 1, "loss": 3.0, "kl_loss": 1.0}, {"epoch": 2, "loss": 2.0, "kl_loss": 0.5}]
-    written = figures.write_pictures(tmp_path, decode, images, means, rng.integers(0, 10, 30), history)
+    written = figures.write_pictures(tmp_path, vae, images, means, rng.integers(0, 10, 30), history)
     # Grids of 28-pixel images with 2-pixel gaps; reconstructions show 8 of the 11 images.
     sizes = {"samples.png": (242, 242), "reconstructions.png": (62, 242),
              "interpolations.png": (5 * 30 + 2, 12 * 30 + 2), "training_curves.png": (400, 1200)}
@@ -86,8 +81,8 @@ def test_every_picture_of_a_tiny_model_has_its_pixel_size(latent_dim, tmp_path):
 
 
 def test_charts_without_labels_or_validation_keep_their_size(tmp_path):
-    plots.save_scatter(np.random.default_rng(2).standard_normal((50, 2)), tmp_path / "scatter.png")
-    plots.save_training_curves([{"epoch": 1, "loss": 1.0}], tmp_path / "curves.png")
+    figures.save_scatter(np.random.default_rng(2).standard_normal((50, 2)), tmp_path / "scatter.png")
+    figures.save_training_curves([{"epoch": 1, "loss": 1.0}], tmp_path / "curves.png")
     assert png_size(tmp_path / "scatter.png") == (600, 600)
     assert png_size(tmp_path / "curves.png") == (400, 1200)
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind

@@ -10,23 +10,26 @@ import textwrap
 import pytest
 
 from conftest import REPO
-from keras_vae import export
+from keras_vae import publish
+from keras_vae.serving import exported
+from keras_vae.serving import publish as publishing
+from keras_vae.serving.signatures import MODELS
 
 # (module attribute, which call): a point in each stage of a publish. The encoder is staged second, so
 # its warm-up file and validation come once the decoder is staged; the renames, decoder first, come last.
 STAGES = {
-    "export": ("export.write_warmup", 2),
-    "validation": ("export._validate", 2),
-    "rename": ("os.rename", 2),
+    "export": ("publishing.write_warmup", 2),
+    "validation": ("publishing._validate", 2),
+    "rename": ("os.replace", 2),
 }
 
 # Publishes once in a fresh process, which SIGKILLs itself at the chosen call: no cleanup code runs.
 KILL_AT = textwrap.dedent("""
     import os, signal, sys
-    from keras_vae import export
     from keras_vae.models import build_vae
+    from keras_vae.serving import publish as publishing
     root, module_name, attribute, call = sys.argv[1], *sys.argv[2].split("."), int(sys.argv[3])
-    module = {"export": export, "os": os}[module_name]
+    module = {"publishing": publishing, "os": os}[module_name]
     original, calls = getattr(module, attribute), []
 
     def kill_at_call(*args, **kwargs):
@@ -37,36 +40,36 @@ KILL_AT = textwrap.dedent("""
 
     setattr(module, attribute, kill_at_call)
     vae = build_vae("mlp", (28, 28, 1), latent_dim=4, hidden_dim=16, seed=0)
-    export.publish(root, vae)
+    publishing.publish(root, vae)
 """)
 
 
 def _snapshot(root, version=1):
     """{file: SHA-256} of one version of both models."""
     return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for name in export.MODELS for path in sorted((root / name / str(version)).rglob("*"))
+            for name in MODELS for path in sorted((root / name / str(version)).rglob("*"))
             if path.is_file()}
 
 
 def _layout(root):
     """{model: (numbered versions, number of temporary folders)}."""
-    return {name: (export.versions(root / name), len(list((root / name).glob(".tmp-*"))))
-            for name in export.MODELS}
+    return {name: (exported.versions(root / name), len(list((root / name).glob(".tmp-*"))))
+            for name in MODELS}
 
 
 def test_two_publishes_give_versions_1_and_2_for_both_models(tiny_vae, tmp_path):
-    assert export.publish(tmp_path, tiny_vae) == 1
-    assert export.publish(tmp_path, tiny_vae) == 2
+    assert publish(tmp_path, tiny_vae) == 1
+    assert publish(tmp_path, tiny_vae) == 2
     assert _layout(tmp_path) == {"decoder": ([1, 2], 0), "encoder": ([1, 2], 0)}
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_failure_at_any_stage_leaves_no_numbered_folder(stage, tiny_vae, tmp_path, monkeypatch):
-    export.publish(tmp_path, tiny_vae)
+    publish(tmp_path, tiny_vae)
     before = _snapshot(tmp_path)
     target, call = STAGES[stage]
     module_name, attribute = target.split(".")
-    module = {"export": export, "os": os}[module_name]
+    module = {"publishing": publishing, "os": os}[module_name]
     original, calls = getattr(module, attribute), []
 
     def fail_at_call(*args, **kwargs):
@@ -77,18 +80,18 @@ def test_a_failure_at_any_stage_leaves_no_numbered_folder(stage, tiny_vae, tmp_p
 
     monkeypatch.setattr(module, attribute, fail_at_call)
     with pytest.raises(RuntimeError, match="injected failure"):
-        export.publish(tmp_path, tiny_vae)
+        publish(tmp_path, tiny_vae)
     monkeypatch.undo()
     assert _layout(tmp_path) == {"decoder": ([1], 0), "encoder": ([1], 0)}
     assert _snapshot(tmp_path) == before
-    assert export.publish(tmp_path, tiny_vae) == 2
+    assert publish(tmp_path, tiny_vae) == 2
 
 
 def test_a_kill_at_any_stage_leaves_earlier_versions_and_the_next_publish_intact(tiny_vae, tmp_path):
     roots = {stage: tmp_path / stage.replace(" ", "_") for stage in STAGES}
     before = {}
     for stage, root in roots.items():
-        export.publish(root, tiny_vae)
+        publish(root, tiny_vae)
         before[stage] = _snapshot(root)
     # One process per stage, all at once: each spends most of its time importing TensorFlow.
     jobs = {stage: subprocess.Popen(
@@ -107,13 +110,13 @@ def test_a_kill_at_any_stage_leaves_earlier_versions_and_the_next_publish_intact
             # Two folders cannot be renamed at once: the decoder's version is complete and served,
             # the encoder's is still staged, and the next publish finishes it.
             assert layout == {"decoder": ([1, 2], 0), "encoder": ([1], 1)}
-            assert len(export.read_warmup(root / "decoder/2")) == 4  # one request per signature
+            assert len(exported.read_warmup(root / "decoder/2")) == 4  # one request per signature
             expected_version, expected_versions = 3, [1, 2, 3]
         else:
             # Killed before anything was renamed: no version 2 anywhere; the temporary folders stay.
             assert [versions for versions, _ in layout.values()] == [[1], [1]], (stage, layout)
             assert sum(temporaries for _, temporaries in layout.values()) >= 1, (stage, layout)
             expected_version, expected_versions = 2, [1, 2]
-        assert export.publish(root, tiny_vae) == expected_version, stage
-        assert _layout(root) == {name: (expected_versions, 0) for name in export.MODELS}, stage
-        assert len(export.read_warmup(root / "encoder/2")) == 2
+        assert publish(root, tiny_vae) == expected_version, stage
+        assert _layout(root) == {name: (expected_versions, 0) for name in MODELS}, stage
+        assert len(exported.read_warmup(root / "encoder/2")) == 2

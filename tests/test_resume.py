@@ -14,9 +14,9 @@ import tensorflow as tf
 
 from conftest import NO_TF32, REPO, run_script, synthetic_images
 from keras_vae import data
-from keras_vae.backup import RunBackup
+from keras_vae.errors import TrainingDiverged
 from keras_vae.models import build_vae
-from keras_vae.training import Trainer, TrainingDiverged
+from keras_vae.training import RunBackup, Trainer
 
 ARGS = ["--epochs", "4", "--batch-size", "32", "--latent-dim", "3", "--hidden-dim", "16",
         "--train-split", "train", "--val-split", "test[:40]", "--backup-every-steps", "2",

@@ -19,8 +19,11 @@ from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, predict
 from tensorflow_serving.config import model_server_config_pb2
 
 from conftest import REPO
-from keras_vae import cli, export, generate, serving
+from keras_vae import cli, publish, serving
 from keras_vae.config import SampleConfig
+from keras_vae.serving import clients
+from keras_vae.serving import sample as sampling
+from keras_vae.serving.signatures import MODELS
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +81,7 @@ def test_rest_answers_both_formats_with_every_output(published, rest):
     assert bodies[0][1] == {"signature_name": "serving_default", "inputs": {"z": z.tolist()}}
     assert bodies[2][1]["instances"] == [{"z": row} for row in z.tolist()]
     with pytest.raises(ValueError, match="one batch size"):
-        serving.request_body({"n": 3, "seed": 7}, row_format=True)
+        clients.request_body({"n": 3, "seed": 7}, row_format=True)
 
 
 def test_rest_decodes_base64_bytes_in_both_formats(published, rest):
@@ -90,13 +93,13 @@ def test_rest_decodes_base64_bytes_in_both_formats(published, rest):
     numbers = tf.make_tensor_proto(np.array([1.5, 2.5], np.float32))
     rows = json.loads(json.dumps(fake_rest.response_json({"png_bytes": strings}, row_format=True)))
     assert rows == {"predictions": [{"b64": "iVBORwA="}, {"b64": "AA=="}]}
-    assert serving.parse_response(rows).tolist() == [b"\x89PNG\x00", b"\x00"]
+    assert clients.parse_response(rows).tolist() == [b"\x89PNG\x00", b"\x00"]
     for row_format in (True, False):
         both = fake_rest.response_json({"png_bytes": strings, "score": numbers}, row_format)
-        parsed = serving.parse_response(json.loads(json.dumps(both)))
+        parsed = clients.parse_response(json.loads(json.dumps(both)))
         assert parsed["png_bytes"].tolist() == [b"\x89PNG\x00", b"\x00"]
         assert parsed["score"].tolist() == [1.5, 2.5]
-    assert serving.parse_response({"outputs": {"b64": "AA=="}}) == b"\x00"
+    assert clients.parse_response({"outputs": {"b64": "AA=="}}) == b"\x00"
     # A scalar output has no row format (docs/serving.md says so).
     with pytest.raises(fake_serving.Status, match="Tensor name: png_bytes has no shape information"):
         fake_rest.response_json({"png_bytes": tf.make_tensor_proto(np.array(b"x", object))}, row_format=True)
@@ -157,15 +160,15 @@ def test_rest_client_reports_answers_that_are_not_json_and_servers_it_cannot_rea
 def test_sample_from_a_server_writes_the_same_png_as_from_the_saved_model(published, rest, tmp_path, capsys):
     url, received = rest
     local = SampleConfig(model_dir=str(published / "decoder"), n=10, seed=3, out=str(tmp_path / "local.png"))
-    generate.sample(local)
+    sampling.sample(local)
     first = len(received)
-    generate.sample(SampleConfig(server=url, version=1, n=10, seed=3, out=str(tmp_path / "served.png")))
+    sampling.sample(SampleConfig(server=url, version=1, n=10, seed=3, out=str(tmp_path / "served.png")))
     assert received[first][1:] == ("/v1/models/decoder/versions/1:predict",
                                    {"signature_name": "sample_png", "inputs": {"n": 10, "seed": 3}})
     assert (tmp_path / "served.png").read_bytes() == (tmp_path / "local.png").read_bytes()
     assert tf.io.decode_png((tmp_path / "served.png").read_bytes()).shape == (3 * 30 + 2, 4 * 30 + 2, 1)
     capsys.readouterr()
-    status = cli.main(SampleConfig, "keras_vae.generate.sample", ["--server", url, "--n", "20000"])
+    status = cli.sample(["--server", url, "--n", "20000"])
     error = capsys.readouterr().err
     assert status == 2 and "n must be between 1 and 10000; got] [20000]" in error and "[[" not in error
 
@@ -175,8 +178,7 @@ def test_sample_option_errors(tmp_path, capsys):
         SampleConfig.from_args(["--server", "localhost:8501"])
     assert "--server must be a URL such as http://localhost:8501" in capsys.readouterr().err
     nobody = f"http://127.0.0.1:{fake_serving.free_port()}"
-    status = cli.main(SampleConfig, "keras_vae.generate.sample",
-                      ["--server", nobody, "--out", str(tmp_path / "x.png")])
+    status = cli.sample(["--server", nobody, "--out", str(tmp_path / "x.png")])
     assert status == 2 and "Cannot reach TensorFlow Serving" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
@@ -258,7 +260,7 @@ def test_the_fakes_refuse_what_the_real_server_refuses(rest, grpc_target):
 
 def test_only_the_versions_a_policy_serves_are_found(tiny_vae, tmp_path):
     for _ in range(2):
-        export.publish(tmp_path, tiny_vae)
+        publish(tmp_path, tiny_vae)
     inputs = {"n": 1, "seed": 1}
     latest = fake_serving.ModelServer(tmp_path)  # latest { num_versions: 1 }, as serving/models.config
     both = fake_serving.ModelServer(tmp_path, {"decoder": [1, 2]})  # specific { versions: 1 versions: 2 }
@@ -280,7 +282,7 @@ def test_serving_configuration_serves_both_models_from_saved_models():
     config = text_format.Parse((REPO / "serving/models.config").read_text(),
                                model_server_config_pb2.ModelServerConfig())
     models = {m.name: (m.base_path, m.model_platform) for m in config.model_config_list.config}
-    assert models == {name: (f"/models/{name}", "tensorflow") for name in export.MODELS}
+    assert models == {name: (f"/models/{name}", "tensorflow") for name in MODELS}
     yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker-compose.yml")
     (service,) = yaml.safe_load((REPO / "serving/docker-compose.yml").read_text())["services"].values()
     assert service["image"].startswith("tensorflow/serving:")

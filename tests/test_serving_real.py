@@ -16,7 +16,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
-from keras_vae import export, generate, plots, serving
+from keras_vae import publish, serving
+from keras_vae.images import image_grid
+from keras_vae.serving import sample as sampling
+from keras_vae.serving.signatures import MODELS
 
 
 def _wait_until_available(client, version, timeout=120.0):
@@ -25,7 +28,7 @@ def _wait_until_available(client, version, timeout=120.0):
     while True:
         try:
             states = [{s["version"]: s["state"] for s in client.status(m)["model_version_status"]}
-                      for m in export.MODELS]
+                      for m in MODELS]
             if all(s.get(str(version)) == "AVAILABLE" for s in states):
                 return
         except serving.ServingError:
@@ -46,7 +49,7 @@ def real_server(tiny_vae, tmp_path_factory):
         pytest.skip("needs TensorFlow Serving: tensorflow_model_server is not on PATH and TF_SERVING_URL "
                     "(e.g. http://127.0.0.1:8501, with TF_SERVING_GRPC=127.0.0.1:8500) is not set")
     root = tmp_path_factory.mktemp("served")
-    export.publish(root, tiny_vae)
+    publish(root, tiny_vae)
     config = root / "models.config"
     config.write_text((REPO / "serving/models.config").read_text().replace('"/models/', f'"{root}/'))
     rest, grpc_port = fake_serving.free_port(), fake_serving.free_port()
@@ -72,10 +75,10 @@ def test_real_server_answers_good_and_bad_requests(real_server):
     images = client.predict("decoder", {"n": 3, "seed": 5}, signature_name="sample")
     assert images.shape[0] == 3 and ((images >= 0) & (images <= 1)).all()
     png = client.predict("decoder", {"n": 3, "seed": 5}, signature_name="sample_png")  # {"b64": ...}
-    np.testing.assert_allclose(tf.io.decode_png(png).numpy() / 255.0, plots.image_grid(images),
+    np.testing.assert_allclose(tf.io.decode_png(png).numpy() / 255.0, image_grid(images),
                                atol=0.5 / 255 + 1e-6)
     if root is not None:
-        local, _ = generate.sample_local(root / "decoder", 3, 5)
+        local, _ = sampling.sample_local(root / "decoder", 3, 5)
         assert png == local
     encoded = client.predict("encoder", {"images": images}, row_format=True)
     latent_dim = encoded["mean"].shape[1]
@@ -115,7 +118,7 @@ def test_real_server_rolls_to_a_newly_published_version(real_server, tiny_vae):
     url, _, root = real_server
     if root is None:
         pytest.skip("TF_SERVING_URL is set without TF_SERVING_EXPORT_DIR, the export root it serves")
-    version = export.publish(root, tiny_vae)
+    version = publish(root, tiny_vae)
     client = serving.RestClient(url)
     _wait_until_available(client, version)
     images = client.predict("decoder", {"n": 2, "seed": 1}, signature_name="sample", version=version)

@@ -15,9 +15,9 @@ import tensorflow as tf
 from test_resume import _assert_same_run, tiny_run
 
 from conftest import NO_TF32, REPO, run_script
-from keras_vae import data, preemption
-from keras_vae.backup import RunBackup
-from keras_vae.training import Trainer
+from keras_vae import data
+from keras_vae.errors import Preempted
+from keras_vae.training import RunBackup, Trainer, stop_on_signals
 
 # Default backups (after each epoch only): a resume at step S > 0 can only come from the signal's.
 ARGS = ["--epochs", "4", "--batch-size", "32", "--latent-dim", "3", "--hidden-dim", "16",
@@ -101,10 +101,10 @@ def test_the_local_handler_stops_after_the_execution_it_was_running(tmp_path, mo
         return real_save()
 
     monkeypatch.setattr(backup.manager, "save", save_with_a_second_signal)
-    with preemption.stop_on_signals(strategy, backup) as stop:
+    with stop_on_signals(strategy, backup) as stop:
         trainer = Trainer(model, strategy, steps_per_execution=2, progress=False, backup=backup,
                           preemption=stop)
-        with pytest.raises(preemption.Preempted, match=r"epoch 1, step 4 of 8") as raised:
+        with pytest.raises(Preempted, match=r"epoch 1, step 4 of 8") as raised:
             trainer.fit(data.InMemoryImages(images, 8), data.evaluation_dataset(images, 8), epochs=2,
                         callbacks=[SignalDuringStep3()])
     assert raised.value.exit_status == 143 and model.optimizer.iterations.numpy() == 4

@@ -8,6 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from keras_vae import data
+from keras_vae.config import TrainConfig
 from keras_vae.data import tfds_data
 from keras_vae.errors import UserError
 
@@ -92,7 +93,8 @@ def test_offline_check_fails_fast_and_says_what_to_do(monkeypatch, through_proxy
     with pytest.raises(UserError, match=expected) as error:
         tfds_data._check_downloadable(_Unprepared())
     assert time.monotonic() - start < tfds_data.DOWNLOAD_PROBE_SECONDS + 1
-    assert "your own folder of IDX files" in str(error.value) and "--data-dir DIR" in str(error.value)
+    assert "your own folder of IDX files" in str(error.value) and "data_dir=DIR" in str(error.value)
+    assert "--data-dir DIR" in TrainConfig.in_options(str(error.value))
     assert "shared" not in str(error.value)
 
 
@@ -101,7 +103,7 @@ def test_offline_check_fails_fast_and_says_what_to_do(monkeypatch, through_proxy
     ("cifar10", {"stream": "on", "arch": "conv", "likelihood": "gaussian"}, "streamed from the TFDS record"),
 ])
 def test_train_py_default_path_runs_on_tfds(mock_tfds, tmp_path, capsys, name, options, path):
-    from keras_vae import run
+    from keras_vae.training import run
     from keras_vae.config import TrainConfig
 
     config = TrainConfig(dataset=name, epochs=1, batch_size=8, latent_dim=2, hidden_dim=8,

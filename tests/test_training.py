@@ -5,8 +5,9 @@ import tensorflow as tf
 
 from conftest import synthetic_images
 from keras_vae import data
+from keras_vae.errors import TrainingDiverged
 from keras_vae.models import build_vae
-from keras_vae.training import Trainer, TrainingDiverged, make_optimizer
+from keras_vae.training import Trainer, make_optimizer
 
 
 def _train(strategy, images, initial_weights=None, epochs=2, optimizer=None, batch_size=8,

@@ -43,7 +43,7 @@ def native_shape(contents, name):
     try:
         image = tf.io.decode_image(contents, channels=0, expand_animations=False)
     except tf.errors.OpError as error:
-        raise UserError(f"Cannot decode {name}: {error.message.split(' [Op:')[0]}. Remove or replace it.")
+        raise UserError(f"Cannot decode {name}: {error.message.split(' [Op:')[0]}.")
     height, width, channels = image.shape
     return height, width, 1 if channels < 3 else 3
 
@@ -62,13 +62,15 @@ def _require(condition, image, message):
     return tf.cond(condition, lambda: tf.identity(image), fail)
 
 
-def decode(contents, name, decoding):
+def decode(contents, name, decoding, check_only=False):
     """Decodes one encoded picture into uint8 [height, width, channels] as `decoding` says.
 
     Args:
         contents: Scalar string tensor, the file's bytes.
         name: Scalar string tensor naming the picture (its path) in the messages.
         decoding: A `Decoding`.
+        check_only: Run every check that can fail, but skip the resizing (which cannot): the
+            image is then of the picture's own size.
     """
     # channels=0 keeps the picture's own channels, so a grey picture among colour ones is noticed.
     image = tf.io.decode_image(contents, channels=0, expand_animations=False)
@@ -84,9 +86,11 @@ def decode(contents, name, decoding):
         image = _require(
             tf.equal(own >= 3, colour), image,
             [name, "is a", "grey" if colour else "colour", "picture, but the first picture is",
-             "colour: convert the pictures to one kind, or use --grayscale." if colour else
-             "grey: convert the pictures to one kind, or use --grayscale to train on grey levels."])
+             "colour: convert the pictures to one kind, or use grayscale=True." if colour else
+             "grey: convert the pictures to one kind, or use grayscale=True to train on grey levels."])
         image = image[..., :decoding.channels]  # drops an alpha channel
+    if decoding.resize and check_only:
+        return image
     if decoding.resize:
         resized = tf.image.resize(image, (decoding.height, decoding.width), antialias=True)
         image = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
@@ -94,15 +98,19 @@ def decode(contents, name, decoding):
         image = _require(
             tf.reduce_all(tf.equal(size, [decoding.height, decoding.width])), image,
             [name, "is", size[0], "x", size[1], "pixels, but the first picture is",
-             f"{decoding.height} x {decoding.width}: use --image-size HEIGHT WIDTH to resize them all."])
+             f"{decoding.height} x {decoding.width}: resize them all, with image_size=(HEIGHT, WIDTH)."])
     return tf.ensure_shape(image, decoding.image_shape)
+
+
+# In a graph, as in the pipeline, so that the assertions print their messages the same way; traced
+# once per `Decoding`, not per picture.
+_decode_in_graph = tf.function(decode)
 
 
 def diagnose(contents, name, decoding):
     """The message of what is wrong with one picture, or None when it decodes as `decoding` says."""
     try:
-        # In a graph, as in the pipeline, so that the assertions print their messages the same way.
-        tf.function(decode)(tf.constant(contents), tf.constant(name), decoding)
+        _decode_in_graph(tf.constant(contents), tf.constant(name), decoding)
     except tf.errors.OpError as error:
         # The op's own message is the last non-empty line before the node names.
         lines = [line.strip() for line in error.message.split("\n\t")[0].splitlines() if line.strip()]

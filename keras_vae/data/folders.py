@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.data import idx
 from keras_vae.data.decode import Decoding, decode, diagnose, native_shape
+from keras_vae.data.splits import windows
 from keras_vae.data.streams import StreamedSplit
 from keras_vae.errors import UserError
 
@@ -44,7 +44,7 @@ def list_pictures(folder):
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserError(f"--image-dir {folder} is not a folder.")
+        raise UserError(f"{folder} is not a folder. Received: image_dir={str(folder)!r}.")
     top, ignored = _pictures(folder)
     classes = sorted(entry.name for entry in os.scandir(folder)
                      if entry.is_dir() and not entry.name.startswith("."))
@@ -76,6 +76,25 @@ def _hash_order(paths):
     return sorted(range(len(paths)), key=lambda i: (zlib.crc32(paths[i].encode()), paths[i]))
 
 
+def _first_shape(paths):
+    """(height, width, channels) of the first of `paths` that decodes: it sets every picture's shape.
+
+    Pictures before it that fail are left for `ImageFolder.bad_pictures` to report, with all others.
+
+    Raises:
+        UserError: the first picture's error, when none of them decodes.
+    """
+    first_error = None
+    for path in paths:
+        try:
+            return native_shape(Path(path).read_bytes(), path)
+        except OSError as error:
+            first_error = first_error or UserError(f"Cannot read {path}: {error.strerror}.")
+        except UserError as error:
+            first_error = first_error or error
+    raise first_error
+
+
 class ImageFolder(StreamedSplit):
     """A split of a folder of pictures, streamed from the files.
 
@@ -84,43 +103,48 @@ class ImageFolder(StreamedSplit):
         expression: The split, e.g. `train` or `train[:90%]`.
         image_size: (height, width) to resize every picture to, or None to keep their own size.
         grayscale: Convert colour pictures to grey.
+        skip: Paths of pictures to leave out of the split (see `without`).
     """
 
-    def __init__(self, folder, expression, image_size=None, grayscale=False):
+    def __init__(self, folder, expression, image_size=None, grayscale=False, skip=()):
+        self.folder, self.expression = folder, expression
+        self.image_size, self.grayscale = image_size, grayscale
         relative, labels, self.classes, ignored = list_pictures(folder)
         order = _hash_order(relative)
         chosen = []
-        for name, window in idx.windows(expression, lambda name: len(relative)):
+        for name, window in windows(expression, lambda name: len(relative)):
             if name != SPLIT_NAME:
                 raise UserError(
                     f"An image folder is one split, {SPLIT_NAME!r}; got {name!r} in {expression!r}. "
-                    "Slice it, e.g. --train-split 'train[:90%]' --val-split 'train[90%:]'."
+                    "Slice it, e.g. 'train[:90%]' for training and 'train[90%:]' for validation."
                 )
             chosen += order[window]
+        # Skipping after slicing keeps every other picture in the part of the split it was in.
+        skip, sliced = set(skip), len(chosen)
+        chosen = [i for i in chosen if os.path.join(folder, relative[i]) not in skip]
         if not chosen:
             raise UserError(f"Split {expression!r} of {folder} is empty: check the slice bounds.")
         self.paths = [os.path.join(folder, relative[i]) for i in chosen]
         self.labels = None if labels is None else labels[chosen]
-        first = self.paths[0]
-        try:
-            contents = Path(first).read_bytes()
-        except OSError as error:
-            raise UserError(f"Cannot read {first}: {error.strerror}.")
-        height, width, channels = native_shape(contents, first)
+        height, width, channels = _first_shape(self.paths)
         if image_size is not None:
             height, width = image_size
         decoding = Decoding(height, width, 1 if grayscale else channels, image_size is not None, grayscale)
         extra = f", ignoring {ignored} other files" if ignored else ""
         classes = f" in {len(self.classes)} class folders" if self.classes else ""
+        left_out = f", leaving out {sliced - len(chosen)}" if sliced > len(chosen) else ""
         super().__init__(len(chosen), decoding,
-                         f"streamed from {len(chosen)} picture files{classes} in {folder}{extra}")
+                         f"streamed from {len(chosen)} picture files{classes} in {folder}{extra}{left_out}")
         self._paths = tf.constant(self.paths)
 
     def payloads(self, indices):
         return tf.gather(self._paths, indices)
 
-    def load_one(self, index, path):
-        return decode(tf.io.read_file(path), path, self.decoding)
+    def load_one(self, index, path, check_only=False):
+        return decode(tf.io.read_file(path), path, self.decoding, check_only)
+
+    def name_of(self, index, path):
+        return path.decode()
 
     def check_one(self, index, path):
         name = path.decode()
@@ -129,6 +153,10 @@ class ImageFolder(StreamedSplit):
         except OSError as error:
             return f"cannot read {name}: {error.strerror}"
         return diagnose(contents, name, self.decoding)
+
+    def without(self, names):
+        """The split without the pictures at the paths `names`; the others keep their places."""
+        return ImageFolder(self.folder, self.expression, self.image_size, self.grayscale, skip=names)
 
     def load_labels(self, count):
         return None if self.labels is None else self.labels[:count]

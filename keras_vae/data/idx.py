@@ -1,48 +1,19 @@
 """MNIST-style IDX files (train-images-idx3-ubyte[.gz], t10k-...) loaded whole into memory.
 
-Splits are `train` and `test`, sliced with a subset of the TFDS syntax (`test[:8000]`, `test[80%:]`,
-`train+test`), parsed here: TFDS's own parser resolves splits against a data set's metadata, which
-IDX files do not have.
+Splits are `train` and `test`, sliced with the grammar of `keras_vae.data.splits`.
 """
 
 import gzip
-import re
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from keras_vae.data.splits import windows
 from keras_vae.errors import UserError
 
 IDX_PREFIXES = {"train": "train", "test": "t10k"}
 _IMAGE_MAGIC, _LABEL_MAGIC = 2051, 2049
-_SLICE = re.compile(r"^(?P<name>\w+)(\[(?P<start>-?\d+%?)?:(?P<end>-?\d+%?)?\])?$")
-
-
-def parse_split(expression):
-    """Parses a split expression into a list of (name, start, end) with start/end as written.
-
-    Raises:
-        UserError: if the expression is not of the TFDS form `name[start:end]` joined by `+`.
-    """
-    parts = []
-    for part in expression.replace(" ", "").split("+"):
-        match = _SLICE.match(part)
-        if not match:
-            raise UserError(
-                f"Cannot parse split {expression!r}: use the TFDS slicing syntax, e.g. 'train', "
-                "'test[:8000]', 'test[8000:]', 'train[10%:]' or 'train+test'."
-            )
-        parts.append((match["name"], match["start"], match["end"]))
-    return parts
-
-
-def _bound(text, size):
-    if text is None:
-        return None
-    if text.endswith("%"):
-        return int(round(size * int(text[:-1]) / 100))
-    return int(text)
 
 
 def _read_idx(path, magic):
@@ -90,7 +61,7 @@ def load_idx_split(data_dir, split_name):
     """Loads one whole split from IDX files: (images [N, H, W, 1] uint8, labels [N] or None)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise UserError(f"--data-dir {data_dir} is not a folder.")
+        raise UserError(f"{data_dir} is not a folder. Received: data_dir={str(data_dir)!r}.")
     image_file = _find_idx(data_dir, split_name, "images")
     if image_file is None:
         prefix = IDX_PREFIXES[split_name]
@@ -110,19 +81,6 @@ def load_idx_split(data_dir, split_name):
                 f"{label_file} holds {labels.size} labels but {image_file} holds {len(images)} images."
             )
     return images[..., np.newaxis], labels
-
-
-def windows(expression, size_of):
-    """The parts of a split expression as [(name, slice)], with bounds resolved by `size_of(name)`.
-
-    Raises:
-        UserError: for an expression that does not parse.
-    """
-    parts = []
-    for name, start, end in parse_split(expression):
-        size = size_of(name)
-        parts.append((name, slice(_bound(start, size), _bound(end, size))))
-    return parts
 
 
 def load_split(expression, data_dir):

@@ -1,23 +1,15 @@
 """`tf.data` pipelines: the stateless training order, its slicing over workers, evaluation batches.
 
-Every training data source (in memory, image files, TFDS records) follows one protocol, which
-`keras_vae.training.Trainer` drives:
-    steps_per_epoch: full global batches per epoch;
-    image_shape: (height, width, channels) of the images it yields;
-    dataset(first_epoch, first_step, input_context=None): an endless `tf.data.Dataset` of images
-        (uint8, or floats in [0, 1]) from step `first_step` of epoch `first_epoch` on; each epoch's
-        order is a stateless function of (seed, epoch). Without an input context it yields global
-        batches; with one (from `strategy.distribute_datasets_from_function`) it yields this input
-        pipeline's slice of every global batch, cut into per-replica batches, so N replicas on W
-        workers see exactly the global batches one process sees, and each worker loads (decodes)
-        only its own slice.
+Every training data source (in memory, image files, TFDS records) builds its batches here, so all
+follow `keras_vae.data.protocols.TrainingSource` the same way.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.binarize import binarize
+from keras_vae.data.binarization import binarize
 from keras_vae.errors import UserError
+from keras_vae.images import to_uint8, to_unit_interval
 
 PREFETCH_BATCHES = 4
 _ENDLESS = np.iinfo(np.int64).max
@@ -31,15 +23,10 @@ def steps_per_epoch(count, batch_size):
     """
     if count < batch_size:
         raise UserError(
-            f"The training split has {count} images, fewer than one batch of {batch_size}; use a "
-            "smaller --batch-size or a larger split."
+            f"The training split has {count} images, fewer than one batch of batch_size={batch_size}; "
+            "use a smaller `batch_size` or a larger split."
         )
     return count // batch_size
-
-
-def to_unit_interval(images):
-    """uint8 pixels as float32 in [0, 1]."""
-    return tf.cast(images, tf.float32) / 255.0
 
 
 def to_model_input(images, indices, binarize_mode="none", seed=0, epoch=0, uint8=False):
@@ -52,7 +39,7 @@ def to_model_input(images, indices, binarize_mode="none", seed=0, epoch=0, uint8
     if uint8 and binarize_mode == "none":
         return images
     pixels = binarize(to_unit_interval(images), indices, binarize_mode, seed, epoch)
-    return tf.cast(pixels, tf.uint8) * 255 if uint8 else pixels
+    return to_uint8(pixels) if uint8 else pixels
 
 
 def epoch_order(count, seed, epoch):
@@ -85,7 +72,8 @@ def local_batches(dataset, batch_size, input_context=None):
         return dataset
     pipelines, pipeline = input_context.num_input_pipelines, input_context.input_pipeline_id
     if batch_size % pipelines:
-        raise UserError(f"--batch-size {batch_size} does not split evenly over {pipelines} workers.")
+        raise UserError(f"The global batch must split evenly over the {pipelines} workers. Received: "
+                        f"batch_size={batch_size}.")
     per_pipeline = batch_size // pipelines
     per_replica = input_context.get_per_replica_batch_size(batch_size)
     pieces = per_pipeline // per_replica
@@ -105,7 +93,7 @@ def training_dataset(images, batch_size, seed, first_epoch=0, binarize_mode="non
 
     The order of each epoch, and its binarization, are stateless functions of (seed, epoch), so any
     epoch can be replayed exactly; every epoch has len(images) // batch_size batches (the remainder
-    differs per epoch). See `keras_vae.binarize` for `binarize_mode`.
+    differs per epoch). See `keras_vae.data.binarize` for `binarize_mode`.
     """
     images = tf.constant(images)
     indices = index_batches(int(images.shape[0]), batch_size, seed, first_epoch, first_step)
@@ -145,9 +133,9 @@ def with_options(dataset, autotune=True):
     """Deterministic order; sharding of whole-pipeline datasets by data, never by files.
 
     Args:
-        autotune: Off for in-memory data, where a batch is one gather and there is nothing to tune:
-            the autotuner's model thread also made deleting the endless training iterator block for
-            ~45 s at the end of training. On where files are decoded in parallel.
+        autotune: Off for in-memory data, where a batch is one gather and there is nothing to tune
+            (and the autotuner's model thread made deleting the endless training iterator block at
+            the end of training: docs/performance.md). On where files are decoded in parallel.
     """
     options = tf.data.Options()
     # Files hold no fixed part of a global batch: each worker takes its part of every global batch.
@@ -155,34 +143,3 @@ def with_options(dataset, autotune=True):
     options.deterministic = True
     options.autotune.enabled = autotune
     return dataset.with_options(options)
-
-
-class InMemoryImages:
-    """A training data source over uint8 images held in memory, for `keras_vae.training.Trainer`.
-
-    Args:
-        images: uint8 array [N, H, W, C].
-        batch_size: Global batch size.
-        seed: Seed of each epoch's order and of dynamic binarization.
-        binarize_mode: "none", "static" or "dynamic" (see `keras_vae.binarize`).
-
-    Raises:
-        UserError: if there is not one full batch.
-    """
-
-    def __init__(self, images, batch_size, seed=0, binarize_mode="none"):
-        self.steps_per_epoch = steps_per_epoch(len(images), batch_size)
-        self.image_shape = tuple(images.shape[1:])
-        self.images = images
-        self.batch_size = batch_size
-        self.seed = seed
-        self.binarize_mode = binarize_mode
-
-    def dataset(self, first_epoch=0, first_step=0, input_context=None):
-        """Endless uint8 batches from step `first_step` of epoch `first_epoch` on (see the module doc).
-
-        For `Model.fit`, pass `steps_per_epoch=self.steps_per_epoch`: Keras then keeps one iterator
-        over the epochs, and each epoch sees the same batches as under the `Trainer`.
-        """
-        return training_dataset(self.images, self.batch_size, self.seed, first_epoch, self.binarize_mode,
-                                first_step, input_context)

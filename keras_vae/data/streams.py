@@ -1,9 +1,9 @@
 """Data sets streamed from encoded pictures (files, TFDS records), decoded in parallel as they are read.
 
 Subclasses say what to read for picture i (`payloads`, or `in_order` and `global_batches` when the
-pictures can only be read in order) and how to load one (`load_one`, `check_one`, `load_labels`);
-this class makes the training source, the evaluation batches, and finds the pictures that fail when
-the pipeline stops on one.
+pictures can only be read in order) and how to load one (`load_one`, `check_one`, `name_of`,
+`load_labels`); this class makes the training source and the evaluation batches, and finds the
+pictures that fail, in one parallel pass.
 """
 
 import numpy as np
@@ -75,30 +75,50 @@ class StreamedSplit:
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return images.batch(batch_size, drop_remainder=drop_remainder)
 
-    def find_bad(self):
-        """Messages naming the pictures that fail to load (at most MAX_NAMED); [] when all load.
+    def _failing(self):
+        """The indices of the pictures that fail to load, from one parallel pass over the split.
 
-        A full pass over the split, run only after the pipeline stopped on an error: a decoding op's
-        error does not say which picture it was decoding.
+        Every check runs, but not the resizing, which cannot fail. A decoding op's error does not
+        say which picture it was decoding, so each picture's success is recorded instead.
         """
         # reduce_max, not the size: a size known from the static shape would skip the decoding.
         loaded = self.in_order().map(
-            lambda index, payload: (index, tf.reduce_max(self.load_one(index, payload))),
-            num_parallel_calls=tf.data.AUTOTUNE)
+            lambda index, payload: (index, tf.reduce_max(self.load_one(index, payload, check_only=True))),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         good = np.zeros(self.count, bool)
         for index, _ in loaded.ignore_errors().as_numpy_iterator():
             good[index] = True
-        bad = np.flatnonzero(~good)
+        return np.flatnonzero(~good)
+
+    def _messages(self, indices):
+        """(name, message) of the pictures `indices`, read once more to say what is wrong with each."""
+        wanted = np.zeros(self.count, bool)
+        wanted[indices] = True
+        wanted = tf.constant(wanted)
+        chosen = self.in_order().filter(lambda index, payload: tf.gather(wanted, index))
+        found = [(self.name_of(int(index), payload), self.check_one(int(index), payload))
+                 for index, payload in chosen.as_numpy_iterator()]
+        # A picture that failed only in the pipeline (e.g. a file that came back) has no message.
+        return [(name, message) for name, message in found if message is not None]
+
+    def bad_pictures(self):
+        """(name, what is wrong) of every picture that cannot be used (see `protocols.Split`)."""
+        bad = self._failing()
+        return self._messages(bad) if len(bad) else []
+
+    def find_bad(self):
+        """Messages naming the pictures that fail to load (at most MAX_NAMED, then a count)."""
+        bad = self._failing()
         if not len(bad):
             return []
-        wanted = tf.constant(bad[:MAX_NAMED], tf.int64)
-        chosen = self.in_order().filter(lambda index, payload: tf.reduce_any(tf.equal(index, wanted)))
-        messages = [self.check_one(int(index), payload) for index, payload in chosen.as_numpy_iterator()]
-        # A picture that failed only in the pipeline (e.g. a file that came back) has no message.
-        messages = [message for message in messages if message is not None]
+        messages = [message for _, message in self._messages(bad[:MAX_NAMED])]
         if len(bad) > MAX_NAMED:
             messages.append(f"... and {len(bad) - MAX_NAMED} more")
         return messages
+
+    def name_of(self, index, payload):
+        """How a picture is named in messages and in `without`."""
+        return f"picture {index}"
 
 
 class StreamedImages:

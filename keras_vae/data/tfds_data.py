@@ -24,10 +24,9 @@ IN_MEMORY_BYTES = 1 << 30
 SHUFFLE_WINDOW = 10_000
 READ_BATCH = 1024
 OFFLINE_HELP = (
-    "Without network access, train on your own folder of IDX files (train-images-idx3-ubyte.gz, "
-    "t10k-images-idx3-ubyte.gz, ...):\n"
-    "  python train.py --data-dir DIR --train-split 'test[:8000]' --val-split 'test[8000:]'\n"
-    "or on a folder of pictures with --image-dir DIR."
+    "Without network access, read your own folder of IDX files instead (data_dir=DIR, holding "
+    "train-images-idx3-ubyte.gz, t10k-images-idx3-ubyte.gz, ...; e.g. with train_split='test[:8000]' and "
+    "val_split='test[8000:]'), or a folder of pictures (image_dir=DIR)."
 )
 
 
@@ -107,7 +106,7 @@ def load_in_memory(builder, split):
     """
     if None in builder.info.features["image"].shape:
         raise UserError(f"The images of {builder.name!r} differ in size; stream them (leave out "
-                        "--stream off) with --image-size HEIGHT WIDTH.")
+                        "stream='off') with image_size=(HEIGHT, WIDTH).")
     images, labels = [], []
     for batch in _read(builder, split, batch_size=READ_BATCH).as_numpy_iterator():
         images.append(batch["image"])
@@ -175,8 +174,21 @@ class TfdsRecords(StreamedSplit):
         epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
         return epochs.flat_map(shuffled).skip(first_step)
 
-    def load_one(self, index, payload):
-        return decode(payload, tf.strings.format("record {} of the split", index), self.decoding)
+    def load_one(self, index, payload, check_only=False):
+        return decode(payload, tf.strings.format("record {} of the split", index), self.decoding, check_only)
+
+    def name_of(self, index, payload):
+        return f"record {index} of {self.builder.name} {self.split}"
+
+    def bad_pictures(self):
+        # TFDS encodes every record's image itself when it prepares a data set, so there is nothing
+        # to find before training that would justify a full decoding pass over a large data set.
+        return []
+
+    def without(self, names):
+        if names:
+            raise ValueError(f"A TFDS split cannot leave out records. Received: names={names!r}.")
+        return self
 
     def check_one(self, index, payload):
         return diagnose(payload, f"record {index} of {self.builder.name} {self.split}", self.decoding)

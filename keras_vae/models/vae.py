@@ -1,92 +1,18 @@
-"""Encoders, decoders and the VAE model."""
+"""The VAE model: its methods, its distribution-aware training and test steps, and `build_vae`."""
 
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import layers, ops
+from keras import ops
 
-from keras_vae.data.pipelines import to_unit_interval
-from keras_vae.errors import UserError
-from keras_vae.layers import Sampling
-from keras_vae.losses import RECONSTRUCTION_LOSSES, kl_divergence
+from keras_vae.images import to_unit_interval
+from keras_vae.models.layers import Sampling
+from keras_vae.models.losses import RECONSTRUCTION_LOSSES, kl_divergence
+from keras_vae.models.networks import build_decoder, build_encoder
 
-# Filters of the stride-2 stages, doubling from the first up to CONV_MAX_FILTERS.
-CONV_FIRST_FILTERS = 32
-CONV_MAX_FILTERS = 256
-# Stages halve the image until one more would leave a side under CONV_MIN_SIDE or of odd length.
-CONV_MIN_SIDE = 4
-# 4x4 kernels for the stride-2 layers: with 3x3, transposed convolutions of stride 2 overlap unevenly
-# (checkerboard artefacts), and on held-out MNIST (trained on test[:7000], selected on
-# test[7000:8000]) 4x4 reached a validation loss about 2 nats lower after 25 epochs.
-CONV_KERNEL = 4
 # Stateless random numbers differ between algorithms, and "auto_select" may pick another on other
 # hardware; a fixed one gives the same samples for the same seed on every machine and server.
 RANDOM_ALGORITHM = "philox"
-
-
-def conv_filters(image_shape):
-    """The filters of the conv encoder's stride-2 stages for images of `image_shape`, one per stage.
-
-    The number of stages is the largest s with height and width multiples of 2**s and their smaller
-    side / 2**s at least CONV_MIN_SIDE: 28x28 -> 2 stages (7x7 at the end), 32x32 -> 3 (4x4),
-    64x64 -> 4 (4x4), 96x96 -> 4 (6x6). Filters double from CONV_FIRST_FILTERS: 28x28 -> (32, 64).
-    """
-    height, width = image_shape[:2]
-    stages = 0
-    while (height % 2 ** (stages + 1) == 0 and width % 2 ** (stages + 1) == 0
-           and min(height, width) // 2 ** (stages + 1) >= CONV_MIN_SIDE):
-        stages += 1
-    return tuple(min(CONV_FIRST_FILTERS * 2**stage, CONV_MAX_FILTERS) for stage in range(stages))
-
-
-def check_image_shape(arch, image_shape):
-    """Raises a `UserError` when `arch` cannot take images of `image_shape` (height, width, channels)."""
-    if len(image_shape) != 3:
-        raise UserError(f"Images must have shape (height, width, channels); got {tuple(image_shape)}.")
-    height, width, _ = image_shape
-    if arch == "conv" and not conv_filters(image_shape):
-        raise UserError(
-            f"--arch conv halves the image size at least once, to sides of {CONV_MIN_SIDE} or more, so "
-            f"height and width must be even and at least {2 * CONV_MIN_SIDE}; got {height}x{width}. "
-            "Use --image-size to resize the pictures, or --arch mlp, which takes any size."
-        )
-
-
-def build_encoder(arch, image_shape, latent_dim, hidden_dim):
-    """Returns a functional model mapping images to (mean, log_var) of q(z | x)."""
-    check_image_shape(arch, image_shape)
-    images = keras.Input(shape=tuple(image_shape), name="images")
-    x = images
-    if arch == "conv":
-        for filters in conv_filters(image_shape):
-            x = layers.Conv2D(filters, CONV_KERNEL, strides=2, padding="same", activation="relu")(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(hidden_dim, activation="relu")(x)
-    # Heads in float32 under mixed precision: the loss and the sampling need the precision.
-    mean = layers.Dense(latent_dim, name="mean", dtype="float32")(x)
-    log_var = layers.Dense(latent_dim, name="log_var", dtype="float32")(x)
-    return keras.Model(images, [mean, log_var], name="encoder")
-
-
-def build_decoder(arch, image_shape, latent_dim, hidden_dim):
-    """Returns a functional model mapping latents to per-pixel logits of shape `image_shape`."""
-    check_image_shape(arch, image_shape)
-    height, width, channels = image_shape
-    z = keras.Input(shape=(latent_dim,), name="z")
-    x = layers.Dense(hidden_dim, activation="relu")(z)
-    if arch == "conv":
-        filters_per_stage = conv_filters(image_shape)
-        stride = 2 ** len(filters_per_stage)
-        coarse = (height // stride, width // stride, filters_per_stage[-1])
-        x = layers.Dense(coarse[0] * coarse[1] * coarse[2], activation="relu")(x)
-        x = layers.Reshape(coarse)(x)
-        for filters in reversed(filters_per_stage):
-            x = layers.Conv2DTranspose(filters, CONV_KERNEL, strides=2, padding="same", activation="relu")(x)
-        logits = layers.Conv2D(channels, 3, padding="same", name="logits", dtype="float32")(x)
-    else:
-        x = layers.Dense(height * width * channels, name="logits", dtype="float32")(x)
-        logits = layers.Reshape((height, width, channels))(x)
-    return keras.Model(z, logits, name="decoder")
 
 
 def _global_count(images):
@@ -108,7 +34,7 @@ def _checked_input(value, name, shape, unit_interval=False):
 
     Catches the mistakes a user makes (a missing channel axis, 0-255 pixels) with a message that says
     what to do, instead of a shape error from deep inside the network. The value-range check runs only
-    eagerly: in a graph (the serving signatures) `keras_vae.signatures` checks values in the graph.
+    eagerly: in a graph (the serving signatures) `keras_vae.serving.signatures` checks values in the graph.
     """
     tensor = tf.convert_to_tensor(value)
     if tensor.dtype.is_integer and unit_interval:
@@ -136,7 +62,7 @@ class VAE(keras.Model):
 
     Use `encode`, `decode`, `sample` and `reconstruct` on images in [0, 1] of shape [batch, H, W, C];
     the exported serving signatures, the sample grids and evaluation call these same methods. Training
-    works with `Model.fit` and with the distribution-aware loop in `keras_vae.training`, which runs
+    works with `Model.fit` and with the distribution-aware loop in `keras_vae.training.Trainer`, which runs
     `train_step` and `test_step` through `strategy.run`.
 
     Calling the model, `vae(images)`, returns the per-pixel *logits* of a reconstruction through one

@@ -6,10 +6,11 @@ the same file from a local SavedModel and from any TensorFlow Serving server tha
 
 import tensorflow as tf
 
-from keras_vae import export, plots, serving
 from keras_vae.errors import UserError
-
-SIGNATURE = "sample_png"
+from keras_vae.images import write_png
+from keras_vae.serving.clients import RestClient, trim_message
+from keras_vae.serving.exported import call, load_version
+from keras_vae.serving.signatures import SAMPLE_PNG
 
 
 def sample_local(model_dir, n, seed, version=None):
@@ -22,16 +23,12 @@ def sample_local(model_dir, n, seed, version=None):
         UserError: if there is no such version, it is damaged, has no `sample_png` signature, or
             refuses the request.
     """
-    path = export.version_dir(model_dir, version)
-    signatures = export.load(path).signatures
-    if SIGNATURE not in signatures:
-        raise UserError(f"{path} has no '{SIGNATURE}' signature: it was exported by an older keras_vae. "
-                        "Export it again with `python train.py`.")
+    loaded, path = load_version(model_dir, version, require=(SAMPLE_PNG,))
     try:
-        outputs = signatures[SIGNATURE](n=tf.constant(n, tf.int32), seed=tf.constant(seed, tf.int64))
+        outputs = call(SAMPLE_PNG, loaded, n=n, seed=seed)
     except tf.errors.InvalidArgumentError as error:
-        raise UserError(f"{path} refused the request: {serving.trim_message(error.message)}")
-    return outputs["png_bytes"].numpy(), path
+        raise UserError(f"{path} refused the request: {trim_message(error.message)}")
+    return outputs[SAMPLE_PNG.output()].numpy(), path
 
 
 def sample_served(url, n, seed, version=None):
@@ -41,11 +38,12 @@ def sample_served(url, n, seed, version=None):
         (PNG bytes of the grid of n images, the model URL).
 
     Raises:
-        serving.ServingError: if the server cannot be reached or refuses the request.
+        ServingError: if the server cannot be reached or refuses the request.
     """
-    client = serving.RestClient(url)
-    png = client.predict("decoder", {"n": n, "seed": seed}, signature_name=SIGNATURE, version=version)
-    return png, client.model_url("decoder", version)
+    client = RestClient(url)
+    png = client.predict(SAMPLE_PNG.model, {"n": n, "seed": seed}, signature_name=SAMPLE_PNG.name,
+                         version=version)
+    return png, client.model_url(SAMPLE_PNG.model, version)
 
 
 def sample(config):
@@ -54,5 +52,5 @@ def sample(config):
         png, source = sample_served(config.server, config.n, config.seed, config.version)
     else:
         png, source = sample_local(config.model_dir, config.n, config.seed, config.version)
-    plots.write_png(png, config.out)
+    write_png(png, config.out)
     print(f"Wrote {config.n} samples from {source} to {config.out}")

@@ -1,4 +1,4 @@
-"""The serving signatures of the exported decoder and encoder, with their input checks.
+"""The serving functions of the exports, built from the table in `keras_vae.serving.signatures`.
 
 TensorFlow Serving feeds request tensors to the graph without checking them against the signature's
 shapes, and its JSON parser accepts NaN and Infinity. So every function checks its inputs itself, in
@@ -12,10 +12,8 @@ expected shape [?, latent_dim]".
 import numpy as np
 import tensorflow as tf
 
-from keras_vae import plots
-
-# The largest `n` the `sample` signature accepts, so one request cannot exhaust a server's memory.
-MAX_SAMPLES = 10_000
+from keras_vae.images import encode_png, tile_images
+from keras_vae.serving import signatures as table
 
 
 def _shape_text(shape):
@@ -73,82 +71,79 @@ def checked_scalar(tensor, name):
 
 
 class ServingModule(tf.Module):
-    """A plain `tf.Module` holding Keras models' variables and the serving functions.
+    """A plain `tf.Module` holding Keras models' variables and the serving functions of one model.
 
     Args:
         models: The Keras models whose variables the functions use.
-        functions: {signature name: (function, [TensorSpec, ...], {input name: example array})}. The
-            examples feed the warm-up requests and the check of the export.
+        functions: {Signature: (function, {input name: example array})}. The examples feed the
+            warm-up requests and the check of the export.
+        latent_dim, image_shape: The sizes the table's shapes name.
     """
 
-    def __init__(self, models, functions):
+    def __init__(self, models, functions, latent_dim, image_shape):
         super().__init__()
         # Track the raw tf.Variables, not the Keras objects: the SavedModel then needs only TensorFlow.
         self.model_variables = [v.value for model in models for v in model.variables]
-        self.functions = {name: tf.function(fn, input_signature=specs)
-                          for name, (fn, specs, _) in functions.items()}
-        self.examples = {name: example for name, (_, _, example) in functions.items()}
+        self.functions = {
+            signature.name: tf.function(function, input_signature=[
+                tf.TensorSpec(tensor.dims(latent_dim, image_shape), tensor.dtype, name=tensor.name)
+                for tensor in signature.inputs])
+            for signature, (function, _) in functions.items()}
+        self.examples = {signature.name: example for signature, (_, example) in functions.items()}
 
 
 def decoder_module(vae, rng):
-    """Wraps a VAE's decoder; `rng` draws the example latents.
+    """Wraps a VAE's decoder: the decoder signatures of the table; `rng` draws the example inputs.
 
-    Signatures: serving_default(z [batch, latent] float32) -> {images: [batch, H, W, C] in [0, 1]};
-    logits(z) -> {logits: [batch, H, W, C]}, for exact log-likelihoods (see keras_vae.losses);
-    sample(n int32, seed int64) -> {images}: n images from z ~ N(0, I), the same for the same seed;
-    sample_png(n, seed) -> {png_bytes}: those images as one PNG grid (keras_vae.plots.tile_images), a
-    scalar string whose name ends in `_bytes` so that TensorFlow Serving's REST API sends it base64.
+    `sample` draws n images from z ~ N(0, I) (`VAE.sample`, the same for the same seed); `sample_png`
+    tiles them into one PNG grid (`keras_vae.images.tile_images`).
     """
     latent_dim = vae.latent_dim
 
     def logits(z):
-        return {"logits": vae.decode_logits(checked(z, "z", [None, latent_dim]))}
+        return {table.LOGITS.output(): vae.decode_logits(checked(z, "z", [None, latent_dim]))}
 
-    def serve(z):
-        return {"images": vae.decode(checked(z, "z", [None, latent_dim]))}
+    def decode(z):
+        return {table.DECODE.output(): vae.decode(checked(z, "z", [None, latent_dim]))}
 
     def sample(n, seed):
         n, seed = checked_scalar(n, "n"), checked_scalar(seed, "seed")
-        n_check = tf.debugging.Assert(
-            tf.logical_and(n >= 1, n <= MAX_SAMPLES), [f"n must be between 1 and {MAX_SAMPLES}; got", n]
-        )
+        n_check = tf.debugging.Assert(tf.logical_and(n >= 1, n <= table.MAX_SAMPLES),
+                                      [f"n must be between 1 and {table.MAX_SAMPLES}; got", n])
         with tf.control_dependencies([n_check]):
             n = tf.identity(n)
-        return {"images": vae.sample(n, seed)}
+        return {table.SAMPLE.output(): vae.sample(n, seed)}
 
     def sample_png(n, seed):
-        return {"png_bytes": plots.encode_png(plots.tile_images(sample(n, seed)["images"]))}
+        return {table.SAMPLE_PNG.output(): encode_png(tile_images(sample(n, seed)[table.SAMPLE.output()]))}
 
-    z_spec = [tf.TensorSpec([None, latent_dim], tf.float32, name="z")]
     z_example = {"z": rng.standard_normal((3, latent_dim)).astype(np.float32)}
-    n_seed_specs = [tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([], tf.int64, name="seed")]
     n_seed_example = {"n": np.int32(3), "seed": np.int64(rng.integers(2**31))}
     return ServingModule([vae.decoder], {
-        "serving_default": (serve, z_spec, z_example),
-        "logits": (logits, z_spec, z_example),
-        "sample": (sample, n_seed_specs, n_seed_example),
-        "sample_png": (sample_png, n_seed_specs, n_seed_example),
-    })
+        table.DECODE: (decode, z_example),
+        table.LOGITS: (logits, z_example),
+        table.SAMPLE: (sample, n_seed_example),
+        table.SAMPLE_PNG: (sample_png, n_seed_example),
+    }, latent_dim, vae.image_shape)
 
 
 def encoder_module(vae, rng):
-    """Wraps a VAE's encoder, with its decoder for `reconstruct`; `rng` draws the example images.
-
-    Signatures: serving_default(images [batch, H, W, C] in [0, 1]) -> {mean, log_var} [batch, latent];
-    reconstruct(images) -> {images}: the decoding of the posterior mean, in [0, 1].
-    """
+    """Wraps a VAE's encoder, with its decoder for `reconstruct`; `rng` draws the example images."""
     image_shape = [None, *vae.image_shape]
 
     def encode(images):
         mean, log_var = vae.encode(checked(images, "images", image_shape, unit_interval=True))
-        return {"mean": mean, "log_var": log_var}
+        return dict(zip(table.ENCODE.output_names(), (mean, log_var), strict=True))
 
     def reconstruct(images):
-        return {"images": vae.reconstruct(checked(images, "images", image_shape, unit_interval=True))}
+        return {table.RECONSTRUCT.output(): vae.reconstruct(
+            checked(images, "images", image_shape, unit_interval=True))}
 
-    spec = [tf.TensorSpec(image_shape, tf.float32, name="images")]
     example = {"images": rng.random((3, *image_shape[1:])).astype(np.float32)}
     return ServingModule([vae.encoder, vae.decoder], {
-        "serving_default": (encode, spec, example),
-        "reconstruct": (reconstruct, spec, example),
-    })
+        table.ENCODE: (encode, example),
+        table.RECONSTRUCT: (reconstruct, example),
+    }, vae.latent_dim, vae.image_shape)
+
+
+MODULES = {"decoder": decoder_module, "encoder": encoder_module}

@@ -1,6 +1,6 @@
 """Keras callbacks for VAE training: KL warm-up, sample grids and TensorBoard pictures.
 
-Each works under `Model.fit` and under `keras_vae.training.Trainer`, which drives callbacks through
+Each works under `Model.fit` and under `keras_vae.Trainer`, which drives callbacks through
 `keras.callbacks.CallbackList` with the same protocol (train, epoch and per-execution batch events).
 """
 
@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae import plots
+from keras_vae.images import image_grid, save_image_grid
 
 SAMPLE_GRID_SIZE = 64
 
@@ -58,7 +58,7 @@ class SampleGrid(_EveryNEpochs):
     def on_epoch_end(self, epoch, logs=None):
         if self._due(epoch):
             samples = keras.ops.convert_to_numpy(self.model.sample(self.count, seed=self.seed))
-            plots.save_image_grid(samples, self.directory / f"epoch_{epoch + 1:03d}.png")
+            save_image_grid(samples, self.directory / f"epoch_{epoch + 1:03d}.png")
 
 
 class TensorBoardImages(_EveryNEpochs):
@@ -91,8 +91,8 @@ class TensorBoardImages(_EveryNEpochs):
         reconstructions = keras.ops.convert_to_numpy(self.model.reconstruct(self.images))
         pairs = np.concatenate([self.images, reconstructions])
         with self._writer.as_default(step=epoch + 1):
-            tf.summary.image("samples", plots.image_grid(samples)[None])
-            tf.summary.image("reconstructions", plots.image_grid(pairs, len(self.images))[None])
+            tf.summary.image("samples", image_grid(samples)[None])
+            tf.summary.image("reconstructions", image_grid(pairs, len(self.images))[None])
         self._writer.flush()
 
     def on_train_end(self, logs=None):

@@ -8,28 +8,8 @@ import tensorflow as tf
 from keras_vae.errors import UserError
 
 
-def configure_devices(memory_growth=True, deterministic=False):
-    """Sets up the GPUs (if any) before TensorFlow first uses them.
-
-    Args:
-        memory_growth: Take GPU memory as it is needed rather than nearly all of it at the start, so
-            that several processes (benchmark cases, test workers, evaluate.py beside a training)
-            can share a GPU.
-        deterministic: Turn on TensorFlow's op determinism, so that a GPU run repeats bit for bit
-            (some GPU kernels are slower then; an op without a deterministic kernel raises an error).
-            CPU runs repeat bit for bit anyway.
-    """
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, memory_growth)
-        except RuntimeError:  # already initialised by earlier work in this process: keep as it is
-            pass
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-
 def make_strategy(name):
-    """Returns the strategy for `--strategy NAME`.
+    """Returns the strategy named `name`.
 
     auto: `MirroredStrategy` over the local GPUs when there are two or more; `OneDeviceStrategy` on
     the GPU when there is one (it copies the next batches to the GPU while the current one trains);
@@ -48,7 +28,7 @@ def make_strategy(name):
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise UserError(
-                "--strategy multiworker needs the TF_CONFIG environment variable describing the "
+                "The multiworker strategy needs the TF_CONFIG environment variable describing the "
                 'cluster, e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                 '"task": {"type": "worker", "index": 0}}\' on the first machine.'
             )
@@ -75,7 +55,6 @@ def check_global_batch(batch_size, strategy):
     """Raises a `UserError` unless the global batch splits evenly over the replicas."""
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
-        raise UserError(
-            f"--batch-size {batch_size} does not split evenly over {replicas} replicas; use a "
-            f"multiple of {replicas}, e.g. {replicas * max(1, round(batch_size / replicas))}."
-        )
+        example = replicas * max(1, round(batch_size / replicas))
+        raise UserError(f"The global batch must split evenly over {replicas} replicas. Received: "
+                        f"batch_size={batch_size}; use a multiple of {replicas}, e.g. batch_size={example}.")

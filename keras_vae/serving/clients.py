@@ -11,7 +11,8 @@
 Both raise `ServingError` when the server refuses a request or cannot be reached; its message is the
 server's, without TensorFlow's internal lines. The wire rules they follow are TensorFlow Serving's
 (tensorflow_serving/util/json_tensor.cc for REST, servables/tensorflow/predict_util.cc for Predict);
-tests/fake_serving.py holds fakes that enforce them.
+tests/fake_serving.py holds fakes that enforce them. Neither client needs TensorFlow to be imported
+until a gRPC client is made.
 """
 
 import base64
@@ -22,7 +23,7 @@ import urllib.request
 
 import numpy as np
 
-from keras_vae.errors import UserError
+from keras_vae.errors import ServingError
 
 DEFAULT_TIMEOUT = 30.0
 # gRPC's default receive limit is 4 MiB (about 1,340 images of 28x28x1 float32), below what `sample`
@@ -38,20 +39,6 @@ def trim_message(text):
     """`text` (a server's or TensorFlow's error message) without TensorFlow's graph-location lines."""
     lines = [line for line in str(text).splitlines() if not _GRAPH_LOCATION.match(line)]
     return "\n".join(lines).strip()
-
-
-class ServingError(UserError):
-    """TensorFlow Serving refused a request, or could not be reached.
-
-    Attributes:
-        status: The HTTP status code or gRPC status name; None when no answer came.
-        detail: The server's own message (for REST, the "error" of the JSON body).
-    """
-
-    def __init__(self, message, status=None, detail=None):
-        super().__init__(message)
-        self.status = status
-        self.detail = detail
 
 
 def request_body(inputs, signature_name="serving_default", row_format=False):

@@ -1,8 +1,8 @@
 """Publishing the decoder and encoder as versioned TensorFlow SavedModels that TensorFlow Serving loads.
 
 Layout: <export_root>/decoder/<version>/ and <export_root>/encoder/<version>/, each a SavedModel with the
-`serve` tag (signatures in keras_vae.signatures), loadable without this package, with a warm-up file
-`assets.extra/tf_serving_warmup_requests` that TensorFlow Serving replays before serving a version.
+`serve` tag (signatures in keras_vae.serving.signatures), loadable without this package, with a warm-up
+file `assets.extra/tf_serving_warmup_requests` that TensorFlow Serving replays before serving a version.
 
 TensorFlow Serving loads any all-digit folder it sees, even one still being written. So a version is
 written under a hidden name (`.tmp-<version>-<pid>`, which the server ignores), loaded back and checked
@@ -13,67 +13,21 @@ the moment it appears.
 import contextlib
 import fcntl
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from keras_vae.errors import DiskFull, UserError, is_disk_full
-from keras_vae.signatures import decoder_module, encoder_module
+from keras_vae.errors import DiskFull, is_disk_full
+from keras_vae.files import remove, size_on_disk, staged, variables_bytes
+from keras_vae.serving.exported import WARMUP_FILE, read_warmup, versions
+from keras_vae.serving.functions import MODULES
+from keras_vae.serving.signatures import MODELS
 
 VALIDATION_TOLERANCE = 1e-5
-WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
-# Also the order of the renames, which `_recover` relies on.
-MODELS = ("decoder", "encoder")
+# Graphs, warm-up records and files add under this many bytes per model (docs/serving.md).
 SAVED_MODEL_OVERHEAD = 150_000
-
-
-def versions(model_dir):
-    """The version numbers present in `model_dir` (all-digit folder names), ascending."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def version_dir(model_dir, version=None):
-    """The folder of `version` (default: the latest) in `model_dir`.
-
-    Raises:
-        UserError: if there is no such version.
-    """
-    present = versions(model_dir)
-    if not present:
-        raise UserError(
-            f"No exported model in {model_dir}: train one first with `python train.py`, or point "
-            "--model-dir at a folder of numbered versions."
-        )
-    if version is None:
-        version = present[-1]
-    if version not in present:
-        raise UserError(f"No version {version} in {model_dir}; present: {present}.")
-    return Path(model_dir) / str(version)
-
-
-def load(path):
-    """`tf.saved_model.load` of a version folder.
-
-    Raises:
-        UserError: if the folder holds no complete SavedModel (a truncated variables file makes the
-            checkpoint reader raise IndexError, a missing file OSError or NotFoundError).
-    """
-    try:
-        return tf.saved_model.load(str(path))
-    except (IndexError, OSError, ValueError, DecodeError, tf.errors.OpError) as error:
-        path, detail = Path(path), (str(error).strip() or "no details").splitlines()[0]
-        raise UserError(
-            f"Cannot load the SavedModel in {path}: it is damaged or incomplete ({type(error).__name__}: "
-            f"{detail}). Choose another version with --version (present: {versions(path.parent)}), or "
-            "export again with `python train.py`."
-        ) from error
 
 
 def write_warmup(path, model_name, module):
@@ -89,12 +43,6 @@ def write_warmup(path, model_name, module):
                 request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
-
-
-def read_warmup(path):
-    """The PredictRequests of the warm-up file in version `path`, in file order."""
-    records = tf.data.TFRecordDataset(str(Path(path) / WARMUP_FILE))
-    return [prediction_log_pb2.PredictionLog.FromString(r.numpy()).predict_log.request for r in records]
 
 
 def _validate(path, module):
@@ -124,12 +72,10 @@ def _validate(path, module):
                 raise RuntimeError(f"Exported {path} disagrees with the in-memory model on {name}/{key}.")
 
 
-def _stage(temporary, model_name, module, files):
+def _stage(temporary, model_name, module, extra_files):
     """Writes and validates one version under its temporary name."""
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.parent.mkdir(parents=True, exist_ok=True)
     tf.saved_model.save(module, str(temporary), signatures=module.functions)
-    for file_name, text in (files or {}).items():
+    for file_name, text in (extra_files or {}).items():
         (temporary / file_name).write_text(text)
     write_warmup(temporary, model_name, module)
     _validate(temporary, module)
@@ -141,6 +87,11 @@ def _lock(root):
     with open(root / ".publish.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+def _staging_name(root, name, version):
+    """Where version `version` of model `name` is staged: `.tmp-<version>-<pid>`."""
+    return root / name / f".tmp-{version}-{os.getpid()}"
 
 
 def _recover(root):
@@ -157,38 +108,16 @@ def _recover(root):
             if version.isdigit() and renamed_elsewhere and not final.exists():
                 os.rename(temporary, final)
             else:
-                shutil.rmtree(temporary, ignore_errors=True)
+                remove(temporary)
 
 
 def _size_of_a_version(root, present, vae):
     """Bytes a version takes on disk: those of the latest one, or an estimate from the weights."""
     if present:
-        folders = [root / name / str(present[-1]) for name in MODELS]
-        return sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
-    # The encoder's SavedModel holds the decoder too (its reconstruct signature); graphs, warm-up
-    # records and files add under 150 KB per model (measured for mlp and conv).
-    weights = sum(w.nbytes for part in (vae.encoder, vae.decoder, vae.decoder) for w in part.get_weights())
-    return weights + len(MODELS) * SAVED_MODEL_OVERHEAD
-
-
-def _write_version(root, version, modules, files):
-    """Stages, validates and renames both models into `version`; leaves no staged folder behind."""
-    staged = {name: root / name / f".tmp-{version}-{os.getpid()}" for name in MODELS}
-    renamed = []
-    try:
-        for name in MODELS:
-            _stage(staged[name], name, modules[name], files)
-        for name in MODELS:
-            os.rename(staged[name], root / name / str(version))
-            renamed.append(name)
-    except BaseException:
-        # Undo the first rename when the second fails, so no numbered folder outlives the failure.
-        for name in renamed:
-            os.rename(root / name / str(version), staged[name])
-        raise
-    finally:
-        for temporary in staged.values():
-            shutil.rmtree(temporary, ignore_errors=True)
+        return size_on_disk(*(root / name / str(present[-1]) for name in MODELS))
+    # The encoder's SavedModel holds the decoder too (its reconstruct signature).
+    weights = [w for part in (vae.encoder, vae.decoder, vae.decoder) for w in part.weights]
+    return variables_bytes(weights) + len(MODELS) * SAVED_MODEL_OVERHEAD
 
 
 def publish(export_root, vae, files=None, seed=0):
@@ -209,12 +138,15 @@ def publish(export_root, vae, files=None, seed=0):
     root = Path(export_root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    modules = {"decoder": decoder_module(vae, rng), "encoder": encoder_module(vae, rng)}
+    modules = {name: MODULES[name](vae, rng) for name in MODELS}
     try:
         with _lock(root):
             _recover(root)
-            version = 1 + max(versions(root / "decoder") + versions(root / "encoder") + [0])
-            _write_version(root, version, modules, files)
+            version = 1 + max([number for name in MODELS for number in versions(root / name)] + [0])
+            finals = [root / name / str(version) for name in MODELS]
+            with staged_versions(root, version, finals) as temporaries:
+                for name, temporary in zip(MODELS, temporaries, strict=True):
+                    _stage(temporary, name, modules[name], files)
     except Exception as error:
         if not is_disk_full(error):
             raise
@@ -225,3 +157,8 @@ def publish(export_root, vae, files=None, seed=0):
             "no partial version was left.",
         ) from None
     return version
+
+
+def staged_versions(root, version, finals):
+    """`keras_vae.files.staged` for the folders of one version of every model, renamed in MODELS order."""
+    return staged(finals, [_staging_name(root, name, version) for name in MODELS])

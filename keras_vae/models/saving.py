@@ -6,9 +6,7 @@ from pathlib import Path
 import keras
 
 from keras_vae.errors import UserError
-
-# Registers VAE and Sampling with Keras' serialization, so plain `keras.models.load_model` works too.
-from keras_vae.models import VAE
+from keras_vae.models.vae import VAE
 
 
 def load_vae(path, compile=True):
@@ -22,10 +20,11 @@ def load_vae(path, compile=True):
     """
     path = Path(path)
     if path.suffix != ".keras":
-        raise UserError(f"{path} is not a .keras file; pass the model.keras that train.py writes.")
+        raise UserError("path must name a .keras file, such as a run's model.keras. Received: "
+                        f"path={str(path)!r}.")
     if not path.is_file():
-        raise UserError(f"No model file at {path}: train one with `python train.py` (it writes "
-                        "<run-dir>/model.keras), or check the path.")
+        raise UserError(f"No model file at {path}: check the path (a training run writes "
+                        "<run-dir>/model.keras when it ends).")
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path} is damaged (not a complete .keras archive); train again or restore "
                         "it from a copy.")

@@ -2,10 +2,10 @@
 
 Clusters rarely kill at once: Kubernetes, Slurm and preemptible cloud machines send SIGTERM and wait
 a grace period before SIGKILL. While training runs, both signals are recorded instead of ending the
-process; at the next execution boundary (every `--steps-per-execution` steps) every worker writes a
+process; at the next execution boundary (every `steps_per_execution` steps) every worker writes a
 backup of that exact step and training stops with `Preempted`. Rerunning the same command resumes
 there. A further signal during the save only repeats that the run is stopping: the save goes on, and
-the backup it replaces stays until the new one is complete (see `keras_vae.backup`).
+the backup it replaces stays until the new one is complete (see `keras_vae.training.backup`).
 
 Under `MultiWorkerMirroredStrategy` the workers must agree on the step: TensorFlow's
 `PreemptionCheckpointHandler` does that through the cluster's coordination service (the signalled
@@ -16,31 +16,15 @@ agreement, so a flag read between executions gives the same behaviour.
 """
 
 import contextlib
-import shutil
 import signal
-import tempfile
 import threading
 
 import tensorflow as tf
 
-from keras_vae.errors import UserError
+from keras_vae import files
+from keras_vae.errors import Preempted
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class Preempted(UserError):
-    """Training stopped on a signal after backing up the step it had reached.
-
-    Exit status 128 + the signal's number (143 for SIGTERM, 130 for SIGINT), what a shell reports
-    for a process the signal ended: cluster managers treat these as retryable (a Kubeflow TFJob's
-    `restartPolicy: ExitCode` restarts on 130, 137 and 143), and rerunning the command resumes.
-    """
-
-    label = "stopped"
-
-    def __init__(self, signum, message):
-        self.exit_status = 128 + signum
-        super().__init__(message)
 
 
 class _Signals:
@@ -112,7 +96,7 @@ class _MultiWorkerStop(_LocalStop):
 
     def __init__(self, strategy, backup, signals):
         super().__init__(backup, signals)
-        self._folder = tempfile.mkdtemp(prefix="keras_vae-preemption-")
+        self._folder = files.throwaway_folder("preemption")
         self._where = None
         config = tf.distribute.experimental.TerminationConfig(
             # Polled once a second from the handler's thread; the signal handler only sets a flag.
@@ -137,7 +121,7 @@ class _MultiWorkerStop(_LocalStop):
                         _message(signum, *self._where, self._backup, peer=signum is None))
 
     def close(self):
-        shutil.rmtree(self._folder, ignore_errors=True)
+        files.remove(self._folder)
 
 
 @contextlib.contextmanager

@@ -11,12 +11,11 @@ previous backup loadable.
 """
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import tensorflow as tf
 
+from keras_vae import files
 from keras_vae.errors import DiskFull, UserError, is_disk_full
 
 KEEP = 2
@@ -48,7 +47,7 @@ class RunBackup:
         }
         self._numeric = [v for variables in state.values() for v in variables]
         self.checkpoint = tf.train.Checkpoint(**state, position=self.position, history=self.history)
-        self._write_to = self.directory if chief else Path(tempfile.mkdtemp(prefix="keras_vae-worker-"))
+        self._write_to = self.directory if chief else files.throwaway_folder()
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self._write_to), max_to_keep=KEEP)
 
     def save(self, epoch, step, history):
@@ -68,7 +67,7 @@ class RunBackup:
             # TensorFlow leaves the new backup's `ckpt-N_temp` folder (and possibly some of its
             # files); the older backups and the `checkpoint` index file are untouched.
             for path in set(self._write_to.iterdir()) - before:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                files.remove(path)
             kept = self.newest()[:1] if self.chief else []
             raise DiskFull(
                 self._write_to, "the next backup", self._size(),
@@ -79,8 +78,8 @@ class RunBackup:
         """Bytes a backup takes: the newest one's files, or the variables' bytes if there is none."""
         newest = self.newest()[:1]
         if newest:
-            return sum(p.stat().st_size for p in self.directory.glob(Path(newest[0]).name + ".*"))
-        return sum(v.numpy().nbytes for v in self._numeric)
+            return files.size_on_disk(*self.directory.glob(Path(newest[0]).name + ".*"))
+        return files.variables_bytes(self._numeric)
 
     def newest(self):
         """Paths of the chief's backups, newest first.
@@ -114,11 +113,11 @@ class RunBackup:
         if paths:
             raise UserError(
                 f"No backup in {self.directory} can be read ({len(paths)} found, all damaged). "
-                "Start over with --restart, or restore the folder from a copy."
+                "Start over (restart=True), or restore the folder from a copy."
             )
         return None
 
     def close(self):
         """Removes a non-chief worker's private folder."""
         if not self.chief:
-            shutil.rmtree(self._write_to, ignore_errors=True)
+            files.remove(self._write_to)

@@ -2,7 +2,7 @@
 
 Keras 3's `Model.fit` fails under `MultiWorkerMirroredStrategy` (keras-team/keras#20585), so training
 calls `VAE.train_step` through `strategy.run` over a distributed dataset, the same way on one device
-and on many. `keras_vae.run.train` (what `train.py` calls) sets it up.
+and on many. `keras_vae.training.run.train` (what `train.py` calls) sets it up.
 """
 
 import math
@@ -11,31 +11,16 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_vae import distribute
-from keras_vae.errors import UserError
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite."""
-
-    exit_status = 1
+from keras_vae.errors import TrainingDiverged
+from keras_vae.training import distribute
 
 
 def make_optimizer(name, learning_rate, mixed_precision="none"):
-    """Returns a Keras optimizer by `--optimizer` name, loss-scaled for float16 training."""
+    """Returns a Keras optimizer by name ("adam" or "sgd"), loss-scaled for float16 training."""
     optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
     optimizer = optimizers[name](learning_rate=learning_rate)
     # float16 gradients underflow without loss scaling; bfloat16 has float32's range and needs none.
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision == "float16" else optimizer
-
-
-def resolve_jit_compile(setting):
-    """Whether to XLA-compile: `--jit-compile on|off`; auto = on when a GPU is visible.
-
-    On this project's CPU, XLA measured slower for both architectures (the MLP at batch 1024: 69% of
-    the matmul peak with XLA, 85% without), so CPU-only machines run without it.
-    """
-    return {"on": True, "off": False}.get(setting, bool(tf.config.list_logical_devices("GPU")))
 
 
 class Trainer:
@@ -46,9 +31,9 @@ class Trainer:
         strategy: The `tf.distribute.Strategy`.
         steps_per_execution: Training steps per call into the compiled function.
         progress: Show a progress bar; otherwise one line per epoch (on the chief only).
-        backup: Optional `keras_vae.backup.RunBackup`: resume from it, save to it after every epoch.
+        backup: Optional `keras_vae.training.RunBackup`: resume from it, save to it after every epoch.
         backup_every_steps: Also save a backup every this many steps (0: after epochs only).
-        preemption: Optional handler from `keras_vae.preemption.stop_on_signals`, asked after every
+        preemption: Optional handler from `keras_vae.training.stop_on_signals`, asked after every
             execution whether to back up that step and stop.
     """
 
@@ -136,10 +121,9 @@ class Trainer:
                 last = self.backup.newest()[:1] if self.backup is not None else []
                 raise TrainingDiverged(
                     f"The loss became {results['loss']} in epoch {epoch + 1}, at {where}. "
-                    "Nothing was exported; "
-                    + (f"the last good backup, {last[0]}, is kept. " if last else "")
-                    + "Lower --learning-rate, check the data for NaN or Inf, or rerun with "
-                    "--check-numerics --steps-per-execution 1 to find the op."
+                    + (f"The last good backup, {last[0]}, is kept. " if last else "")
+                    + "Lower the `learning_rate`, check the data for NaN or Inf, or rerun with "
+                    "check_numerics=True and steps_per_execution=1 to find the op."
                 )
             callbacks.on_train_batch_end(done - 1, results)
             if self._backup_every and done % self._backup_every == 0 and done < steps:
@@ -163,10 +147,9 @@ class Trainer:
         """Trains until `epochs` epochs are done, resuming from the backup if there is one.
 
         Args:
-            train_data: A training data source (see `keras_vae.data.pipelines`): its
-                `steps_per_epoch`, and `dataset(first_epoch, first_step, input_context)`, the endless
-                batches from that position on, each epoch in an order that depends only on the epoch,
-                of this input pipeline's slice of every global batch when given an input context.
+            train_data: A `keras_vae.data.TrainingSource`: its `steps_per_epoch`, and
+                `dataset(first_epoch, first_step, input_context)`, the endless batches from that
+                position on, each epoch in an order that depends only on the epoch.
             val_dataset: A finite `tf.data.Dataset` of global validation batches.
             epochs: Total number of epochs, including those done before a resume.
             callbacks: Keras callbacks, called as `Model.fit` calls them (a progress bar is added on
