@@ -1,11 +1,14 @@
 """Input pipeline benchmarks: streamed pictures vs memory, and memory that does not grow with the data.
 
-    python benchmarks/data.py                # all three
-    python benchmarks/data.py --only decode  # one of: decode, train, rss
+    python benchmarks/data.py                # all four
+    python benchmarks/data.py --only check   # one of: decode, check, train, rss
 
 Prints one machine-readable line per case:
     decode format=jpeg size=64x64 images_per_s=...        the streamed pipeline alone (read, decode,
                                                            resize), over a folder of pictures
+    check format=png pictures=100000 ... ratio=...        the check of every picture before training
+                                                           (open_s: listing and opening the split),
+                                                           against one epoch of the streamed pipeline
     train source=folder|idx images_per_s=... ratio=...    python train.py on the same 28x28 grey images
                                                            as PNG files (streamed) and as IDX files (in
                                                            memory), median epoch after the first
@@ -41,13 +44,51 @@ def pictures(count, height, width, channels, seed=0):
     return np.clip(smooth + noise, 0, 255).astype(np.uint8)
 
 
-def write_folder(folder, images, suffix=".png"):
+def write_folder(folder, images, suffix=".png", classes=1, first=0):
+    """Writes the pictures, numbered from `first`, into `folder` or round-robin into `classes` subfolders."""
     import tensorflow as tf
 
-    folder.mkdir(parents=True, exist_ok=True)
-    encode = tf.io.encode_png if suffix == ".png" else tf.io.encode_jpeg
-    for index, image in enumerate(images):
-        (folder / f"{index:06d}{suffix}").write_bytes(encode(image).numpy())
+    encode = tf.function(tf.io.encode_png if suffix == ".png" else tf.io.encode_jpeg)
+    targets = [folder] if classes == 1 else [folder / f"class_{c}" for c in range(classes)]
+    for target in targets:
+        target.mkdir(parents=True, exist_ok=True)
+    for offset, image in enumerate(images):
+        index = first + offset
+        (targets[index % classes] / f"{index:06d}{suffix}").write_bytes(encode(image).numpy())
+
+
+def epoch_seconds(split, batch_size=128):
+    """Seconds one epoch of the split's streamed training pipeline takes, after a warm-up."""
+    iterator = iter(split.training_source(batch_size, seed=0).dataset())
+    for _ in range(10):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(split.count // batch_size):
+        next(iterator)
+    return time.perf_counter() - start
+
+
+def check_cost(count, size, channels, suffix, classes):
+    """The check of every picture before training (`bad_pictures`), against one epoch of decoding."""
+    from keras_vae import data
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        for first in range(0, count, 10_000):  # in parts, to keep the pictures' memory small
+            write_folder(folder, pictures(min(10_000, count - first), size, size, channels, seed=first),
+                         suffix, classes, first)
+        begin = time.perf_counter()
+        split = data.open_split("train", image_dir=str(folder))
+        opened = time.perf_counter() - begin
+        begin = time.perf_counter()
+        bad = split.bad_pictures()
+        checked = time.perf_counter() - begin
+        assert not bad, bad[:3]
+        epoch = epoch_seconds(split)
+    return {"format": suffix[1:], "pictures": count, "size": f"{size}x{size}", "classes": classes,
+            "open_s": f"{opened:.2f}", "check_s": f"{checked:.2f}",
+            "pictures_per_s": f"{count / checked:.0f}", "epoch_decode_s": f"{epoch:.2f}",
+            "ratio": f"{checked / epoch:.2f}"}
 
 
 def decode_rate(suffix, count=4000, batch_size=128):
@@ -57,14 +98,7 @@ def decode_rate(suffix, count=4000, batch_size=128):
     with tempfile.TemporaryDirectory() as folder:
         write_folder(Path(folder), pictures(count, 64, 64, 3), suffix)
         split = data.open_split("train", image_dir=folder, image_size=(64, 64))
-        iterator = iter(split.training_source(batch_size, seed=0).dataset())
-        steps = 2 * (count // batch_size)
-        for _ in range(10):  # warm up: threads, autotuning
-            next(iterator)
-        start = time.perf_counter()
-        for _ in range(steps):
-            next(iterator)
-        return steps * batch_size / (time.perf_counter() - start)
+        return split.count // batch_size * batch_size / epoch_seconds(split, batch_size)
 
 
 def train_py(args, cwd, name):
@@ -115,11 +149,14 @@ def peak_rss_mb(count):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("--only", choices=("decode", "train", "rss"))
+    parser.add_argument("--only", choices=("decode", "check", "train", "rss"))
     only = parser.parse_args().only
     if only in (None, "decode"):
         for suffix in (".jpg", ".png"):
             print(f"decode format={suffix[1:]} size=64x64 images_per_s={decode_rate(suffix):.0f}", flush=True)
+    if only in (None, "check"):
+        for case in ((100_000, 28, 1, ".png", 10), (4000, 64, 3, ".jpg", 1)):
+            print("check " + " ".join(f"{k}={v}" for k, v in check_cost(*case).items()), flush=True)
     if only in (None, "train"):
         rates = train_rates()
         for name, rate in rates.items():
