@@ -13,6 +13,7 @@ from keras_vae.data import pipelines
 
 MAX_NAMED = 5
 LOAD_BATCH = 256
+CHECK_BATCH = 4096
 
 
 class StreamedSplit:
@@ -85,9 +86,12 @@ class StreamedSplit:
         loaded = self.in_order().map(
             lambda index, payload: (index, tf.reduce_max(self.load_one(index, payload, check_only=True))),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+        # Batched after the errors are dropped: one Python step per picture would cost more than the
+        # decoding itself.
+        decoded = loaded.ignore_errors().map(lambda index, _: index).batch(CHECK_BATCH)
         good = np.zeros(self.count, bool)
-        for index, _ in loaded.ignore_errors().as_numpy_iterator():
-            good[index] = True
+        for indices in decoded.as_numpy_iterator():
+            good[indices] = True
         return np.flatnonzero(~good)
 
     def _messages(self, indices):
