@@ -116,13 +116,19 @@ def predict_json(outputs, row_format):
     return writer.text()
 
 
+def _object_with(key):
+    """A writer inside `{"<key>": ` (the start every answer shares)."""
+    writer = Writer()
+    writer.start(False)
+    writer.scalar(key)
+    return writer
+
+
 def classification_json(result):
     """MakeJsonFromClassificationResult (JT:1065-1100): {"results": [[[label, score], ...], ...]}."""
     if not result.classifications:
         raise invalid("Cannot convert empty ClassificationResults to JSON")
-    writer = Writer()
-    writer.start(False)
-    writer.scalar(b"results")
+    writer = _object_with(b"results")
     writer.start(True)
     for classifications in result.classifications:
         writer.single_line_arrays = True
@@ -143,9 +149,7 @@ def regression_json(result):
     """MakeJsonFromRegressionResult (JT:1102-1127): {"results": [value, ...]} on one line."""
     if not result.regressions:
         raise invalid("Cannot convert empty RegressionResults to JSON")
-    writer = Writer()
-    writer.start(False)
-    writer.scalar(b"results")
+    writer = _object_with(b"results")
     writer.single_line_arrays = True
     writer.start(True)
     for regression in result.regressions:
@@ -157,9 +161,7 @@ def regression_json(result):
 
 def error_json(message):
     """MakeJsonFromStatus (JT:1129-1139): {"error": message}; no prefix, no cut."""
-    writer = Writer()
-    writer.start(False)
-    writer.scalar(b"error")
+    writer = _object_with(b"error")
     writer.scalar(message.encode("utf-8", "surrogateescape"))
     writer.end()
     return writer.text()
