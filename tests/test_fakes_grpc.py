@@ -130,11 +130,11 @@ def test_http_statuses_of_tensorflow_errors(served, signature, status, first_lin
     ("FAILED_PRECONDITION", 400), ("ABORTED", 409), ("OUT_OF_RANGE", 400), ("UNIMPLEMENTED", 501),
     ("INTERNAL", 500), ("UNAVAILABLE", 503), ("DATA_LOSS", 500), ("UNAUTHENTICATED", 401)])
 def test_every_status_code_has_the_servers_http_status(served, monkeypatch, code, status):
-    """Codes no op here can raise: the toy's session answers `code` instead of running."""
+    """Codes no op here raises: Session::Run itself answers `code` for this one request."""
     def run(*args):
-        raise fake_serving.Status(code, f"a {code} from the session")
+        raise tf.errors.OpError(None, None, f"a {code} from the session", grpc.StatusCode[code].value[0])
 
-    monkeypatch.setattr(served[0].servables[("toy", 1)], "run", run)
+    monkeypatch.setattr(tf.compat.v1.Session, "_call_tf_sessionrun", run)
     answer = call(served[1], "POST", "/v1/models/toy:predict", b'{"signature_name": "floats", "inputs": [1]}')
     assert answer[::2] == (status, error(f"a {code} from the session"))
 
