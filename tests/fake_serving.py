@@ -8,7 +8,9 @@ came, so dtype and shape errors are TensorFlow's own.
 
     core = ModelServer(model_config_file="/abs/models.config", file_system_poll_wait_seconds=0.05)
     core.wait_for_state("decoder", 2)           # a later version, once the poll has loaded it
-    with grpc_server(core) as (target, service), rest_server(core) as (url, received): ...
+    with grpc_server(core) as (target, service), fake_rest.rest_server(core) as (url, received): ...
+
+fake_server.Server is the whole binary: these, with the ports opened only after the initial load.
 """
 
 import contextlib
@@ -18,7 +20,7 @@ from concurrent import futures
 
 import grpc
 from fake_loading import AVAILABLE, END, Manager, Options, read_config, simple_config
-from fake_status import CODE_NAMES, Status, invalid  # noqa: F401 (the fakes' names, for the tests)
+from fake_status import Status, invalid
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
