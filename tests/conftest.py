@@ -123,3 +123,14 @@ def proxy(monkeypatch):
     monkeypatch.delenv("no_proxy", raising=False)
     yield
     server.close()
+
+
+@pytest.fixture(scope="session")
+def fake_root(published, tmp_path_factory):
+    """An export root for the fakes' own tests: the published decoder (linked) and toy/1 (fake_models.py)."""
+    import fake_models
+
+    root = tmp_path_factory.mktemp("fakes")
+    (root / "decoder").symlink_to(published / "decoder")
+    fake_models.save_toy(root / "toy" / "1", root)
+    return root

@@ -9,7 +9,9 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import fake_json_answers
 import fake_rest
+import fake_servable
 import fake_serving
 import numpy as np
 import pytest
@@ -89,20 +91,22 @@ def test_rest_decodes_base64_bytes_in_both_formats(published, rest):
     assert png == _run_signature(published, "decoder", "sample_png", {"n": 10, "seed": 3})["png_bytes"]
     # What the fake writes, following json_tensor.cc, for outputs no signature here has: a rank-1 bytes
     # output in rows ({"b64": ...} per example), and bytes beside another output in both formats.
-    strings = tf.make_tensor_proto(np.array([b"\x89PNG\x00", b"\x00"], object))
-    numbers = tf.make_tensor_proto(np.array([1.5, 2.5], np.float32))
-    rows = json.loads(json.dumps(fake_rest.response_json({"png_bytes": strings}, row_format=True)))
+    strings = fake_servable.as_proto_field(np.array([b"\x89PNG\x00", b"\x00"], object),
+                                           tf.string.as_datatype_enum)
+    numbers = fake_servable.as_proto_field(np.array([1.5, 2.5], np.float32), tf.float32.as_datatype_enum)
+    rows = json.loads(fake_json_answers.predict_json({"png_bytes": strings}, row_format=True))
     assert rows == {"predictions": [{"b64": "iVBORwA="}, {"b64": "AA=="}]}
     assert clients.parse_response(rows).tolist() == [b"\x89PNG\x00", b"\x00"]
     for row_format in (True, False):
-        both = fake_rest.response_json({"png_bytes": strings, "score": numbers}, row_format)
-        parsed = clients.parse_response(json.loads(json.dumps(both)))
+        both = fake_json_answers.predict_json({"png_bytes": strings, "score": numbers}, row_format)
+        parsed = clients.parse_response(json.loads(both))
         assert parsed["png_bytes"].tolist() == [b"\x89PNG\x00", b"\x00"]
         assert parsed["score"].tolist() == [1.5, 2.5]
     assert clients.parse_response({"outputs": {"b64": "AA=="}}) == b"\x00"
     # A scalar output has no row format (docs/serving.md says so).
+    scalar = fake_servable.as_proto_field(np.array(b"x", object), tf.string.as_datatype_enum)
     with pytest.raises(fake_serving.Status, match="Tensor name: png_bytes has no shape information"):
-        fake_rest.response_json({"png_bytes": tf.make_tensor_proto(np.array(b"x", object))}, row_format=True)
+        fake_json_answers.predict_json({"png_bytes": scalar}, row_format=True)
 
 
 def test_rest_errors_are_the_servers_json_with_its_status_codes(rest):
