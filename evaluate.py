@@ -1,4 +1,4 @@
-"""Evaluate the latest exported encoder and decoder: `python evaluate.py --split test` (see `--help`)."""
+"""Evaluate the latest exported VAE: `python evaluate.py --split test` (see `--help`)."""
 
 import sys
 

@@ -3,15 +3,16 @@
     python benchmarks/serving.py                          # a fresh MNIST-sized mlp model (784-400-20)
     python benchmarks/serving.py --export-dir saved_models --seconds 5
 
-Prints one machine-readable line per signature and batch size, e.g.
-    model=decoder signature=sample batch=64 session_p50_ms=... session_p99_ms=... load_p50_ms=...
+Prints one machine-readable line per servable, signature and batch size, e.g.
+    model=vae signature=interpolate batch=64 session_p50_ms=... session_p99_ms=... load_p50_ms=...
     load_p99_ms=... calls=...
 `session` is the path TensorFlow Serving takes: a TF1 session over the SavedModel's MetaGraph, fed the
 signature's input tensors and fetching its outputs (one Session::Run per request, as
 servables/tensorflow/predict_util.cc does; no network, no JSON or protobuf). `load` calls the same
 signature through `tf.saved_model.load(...).signatures`. For `sample` and `sample_png` the batch is
-`n`. Each case is timed for `--seconds` after `--warmup` calls; the two paths alternate call by call,
-so a change of machine load hits both alike.
+`n`; for `interpolate` it is the number of pairs, each decoded at `--steps` points; for `analogy` the
+number of triples. Each case is timed for `--seconds` after `--warmup` calls; the two paths alternate
+call by call, so a change of machine load hits both alike.
 """
 
 import argparse
@@ -27,24 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keras_vae.serving import signatures as table  # noqa: E402 (after the path is set)
 
-CASES = (table.DECODE, table.SAMPLE, table.SAMPLE_PNG, table.ENCODE)
-
-
-def example_inputs(signature, batch, rng, latent_dim, image_shape):
-    """{input name: array} for a signature of the table: `batch` examples, or n = `batch` for the samplers."""
-    import numpy as np
-
-    inputs = {}
-    for tensor in signature.inputs:
-        if tensor is table.N:
-            inputs[tensor.name] = np.asarray(batch, tensor.dtype)
-        elif tensor is table.SEED:
-            inputs[tensor.name] = np.asarray(7, tensor.dtype)
-        else:
-            shape = [batch if size is None else size for size in tensor.dims(latent_dim, image_shape)]
-            value = rng.random(shape) if tensor is table.IMAGES else rng.standard_normal(shape)
-            inputs[tensor.name] = value.astype(tensor.dtype)
-    return inputs
+# (servable, signature): the decoder's generation, and the vae's encoding and composites.
+CASES = (("decoder", table.DECODE), ("decoder", table.SAMPLE), ("decoder", table.SAMPLE_PNG),
+         ("vae", table.ENCODE), ("vae", table.INTERPOLATE), ("vae", table.ANALOGY))
 
 
 def call_loaded(signature, inputs):
@@ -95,12 +81,14 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per case and batch size")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10, help="points per pair of `interpolate`")
     args = parser.parse_args(argv)
 
     import numpy as np
     import tensorflow as tf
 
     from keras_vae import ExportedVAE, publish
+    from keras_vae.serving.functions import example_inputs
 
     tf.get_logger().setLevel("ERROR")  # tf.compat.v1.saved_model.load is deprecated, and is what we time
     with tempfile.TemporaryDirectory() as scratch:
@@ -113,13 +101,12 @@ def main(argv=None):
                     {"config.json": '{"likelihood": "bernoulli"}'})
         rng = np.random.default_rng(0)
         sizes = ExportedVAE(root)
-        for case in CASES:
-            model, name = case.model, case.name
-            path = {"decoder": sizes.decoder_dir, "encoder": sizes.encoder_dir}[model]
+        for model, case in CASES:
+            name, path = case.key(model), root / model / str(sizes.version)
             loaded = tf.saved_model.load(str(path))
             signature, session = loaded.signatures[name], SessionSignature(path, name)
             for batch in args.batch_size:
-                inputs = example_inputs(case, batch, rng, sizes.latent_dim, sizes.image_shape)
+                inputs = example_inputs(case, batch, rng, sizes.latent_dim, sizes.image_shape, args.steps)
                 paths = {"session": session, "load": functools.partial(call_loaded, signature)}
                 times = time_case(paths, inputs, args.seconds, args.warmup)
                 figures = {"model": model, "signature": name, "batch": batch}

@@ -58,7 +58,7 @@ def sample(argv=None):
 
 
 def evaluate(argv=None):
-    """`keras-vae-evaluate` and `python evaluate.py`: evaluate an exported encoder and decoder."""
+    """`keras-vae-evaluate` and `python evaluate.py`: evaluate an exported VAE."""
     from keras_vae.config import EvaluateConfig
 
     config = parse(EvaluateConfig, argv)

@@ -160,7 +160,7 @@ class _DataConfig(_Config):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(_DataConfig):
-    """Train a variational autoencoder and export its decoder and encoder as SavedModels."""
+    """Train a variational autoencoder and export it as SavedModels (the decoder, and the whole VAE)."""
 
     train_split: str | None = _option(
         None, "training split, TFDS slicing syntax (e.g. 'test[:8000]'); default 'train', or "
@@ -210,7 +210,7 @@ class TrainConfig(_DataConfig):
         "none", "compute in 16 bits with float32 weights and loss (bfloat16; or float16, with loss "
         "scaling); for GPUs and TPUs", choices=("none", "bfloat16", "float16"),
     )
-    export_dir: str = _option("saved_models", "export root: <export-dir>/{decoder,encoder}/<version>/")
+    export_dir: str = _option("saved_models", "export root: <export-dir>/{decoder,vae}/<version>/")
     run_dir: str = _option("runs/default", "folder for config.json, metrics.json and sample grids")
     sample_every: int = _option(5, "write a sample grid every N epochs (0: never)", minimum=0)
     backup_every_steps: int = _option(
@@ -277,11 +277,11 @@ class SampleConfig(_Config):
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig(_DataConfig):
-    """Evaluate an exported encoder and decoder: negative ELBO, importance-weighted NLL, pictures."""
+    """Evaluate an exported VAE: negative ELBO, importance-weighted NLL, pictures."""
 
-    export_dir: str = _option("saved_models", "export root holding {decoder,encoder}/<version>/")
+    export_dir: str = _option("saved_models", "export root holding vae/<version>/")
     version: int | None = _option(
-        None, "version to evaluate, the same for encoder and decoder (default: the latest)", minimum=1
+        None, "version to evaluate (default: the latest)", minimum=1
     )
     split: str | None = _option(
         None, "split to evaluate, TFDS slicing syntax (e.g. 'test[8000:]'); default 'test', or "

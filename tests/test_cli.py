@@ -18,7 +18,7 @@ def test_train_then_sample(idx_dir, tmp_path):
     result = run_script("train.py", *TRAIN_ARGS, "--data-dir", str(idx_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Exported version 1" in result.stdout
-    for name in ("decoder", "encoder"):
+    for name in ("decoder", "vae"):
         assert (tmp_path / "saved_models" / name / "1" / "saved_model.pb").exists()
     config = json.loads((tmp_path / "runs/default/config.json").read_text())
     assert config["latent_dim"] == 4 and config["data_dir"] == str(idx_dir)

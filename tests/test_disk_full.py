@@ -83,7 +83,7 @@ def test_full_run_folder_then_full_export_root_then_rerun_exports(idx_dir, tmp_p
         assert message.startswith(f"error: {sm} is full")
         assert "the export needs about 0." in message and "no partial version was left" in message
         assert "exports it without training again" in message
-        assert _leftovers(sm) == [] and exported.versions(sm / "decoder") == exported.versions(sm / "encoder")
+        assert _leftovers(sm) == [] and exported.versions(sm / "decoder") == exported.versions(sm / "vae")
         assert exported.versions(sm / "decoder") == []
         (sm / "filler").unlink()
 
@@ -91,7 +91,7 @@ def test_full_run_folder_then_full_export_root_then_rerun_exports(idx_dir, tmp_p
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert "Resuming from the backup at epoch 3, step 0" in rerun.stdout
         assert "Epoch 2/2" not in rerun.stdout  # nothing trained again
-        assert exported.versions(sm / "decoder") == exported.versions(sm / "encoder") == [1]
+        assert exported.versions(sm / "decoder") == exported.versions(sm / "vae") == [1]
 
 
 def _no_space(*_, **__):
@@ -127,12 +127,12 @@ def test_full_export_root_injected(tiny_vae, tmp_path, monkeypatch):
                if f.is_file())
     real_write_warmup = publishing.write_warmup
 
-    def fail_on_the_encoder(path, model_name, module):  # after the decoder is staged
-        if model_name == "encoder":
+    def fail_on_the_vae(path, model_name, module):  # after the decoder is staged
+        if model_name == "vae":
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_write_warmup(path, model_name, module)
 
-    monkeypatch.setattr(publishing, "write_warmup", fail_on_the_encoder)
+    monkeypatch.setattr(publishing, "write_warmup", fail_on_the_vae)
     expected = rf"is full .* needs about {size / 1e6:.1f} MB.*versions \[1\] are intact"
     with pytest.raises(DiskFull, match=expected):
         publish(tmp_path, tiny_vae)

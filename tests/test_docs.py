@@ -86,16 +86,30 @@ def test_requirements_txt_pins_what_pyproject_pins_and_readme_gives_both_install
     assert "pip install -r requirements.txt" in README and "pip install ." in README
 
 
+def _servables(cell):
+    """(models, default_of) of a servables cell: "vae, decoder (only as `serving_default`)"."""
+    models, default_of = [], []
+    for item in cell.split(", "):
+        model = item.split()[0]
+        if "only as" not in item:
+            models.append(model)
+        if "`serving_default`" in item:
+            default_of.append(model)
+    return tuple(models), tuple(default_of)
+
+
 def test_the_signature_table_of_serving_md_is_the_one_the_exports_use():
     from keras_vae.serving.signatures import SIGNATURES
 
     text = (REPO / "docs/serving.md").read_text()
     section = text.split("\n## Signatures\n", 1)[1].split("\n## ", 1)[0]
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
-            if line.startswith(("| decoder |", "| encoder |"))]
-    documented = [(model, name.strip("`"), re.findall(r"`(\w+)`", inputs), re.findall(r"`(\w+)`", outputs))
-                  for model, name, inputs, outputs in rows]
-    assert documented == [(s.model, s.name, s.input_names(), s.output_names()) for s in SIGNATURES]
+            if line.startswith("| `")]
+    tensors = re.compile(r"`(\w+)` \w+ \[")  # a name, its dtype, its shape
+    documented = [(name.strip("`"), _servables(servables), tensors.findall(inputs), tensors.findall(outputs))
+                  for name, servables, inputs, outputs in rows]
+    assert documented == [(s.name, (s.models, s.default_of), s.input_names(), s.output_names())
+                          for s in SIGNATURES]
     for (*_, inputs, outputs), signature in zip(rows, SIGNATURES, strict=True):
         for tensors, cell in ((signature.inputs, inputs), (signature.outputs, outputs)):
             for tensor in tensors:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import matplotlib.image
 import numpy as np
@@ -176,10 +177,12 @@ def test_the_exported_and_the_keras_model_answer_alike_and_the_pictures_take_eit
     vae = build_vae("mlp", (28, 28, 1), latent_dim=3, hidden_dim=16, seed=0)
     publish(tmp_path / "models", vae, {"config.json": json.dumps({"likelihood": "bernoulli"})})
     exported = ExportedVAE(tmp_path / "models")
+    assert exported.path == tmp_path / "models/vae/1"  # one SavedModel: encoder and decoder of one training
     rng = np.random.default_rng(0)
     images, z = rng.random((5, 28, 28, 1)).astype("f4"), rng.standard_normal((4, 3)).astype("f4")
     calls = {"encode": (images,), "decode": (z,), "decode_logits": (z,), "sample": (6, 11),
-             "reconstruct": (images,)}
+             "reconstruct": (images,), "interpolate": (images[:2], images[2:4], 4),
+             "analogy": (images[:2], images[2:4], images[3:])}
     for name, arguments in calls.items():
         answers = [getattr(model, name)(*arguments) for model in (vae, exported)]
         for got, want in zip(tf.nest.flatten(answers[1]), tf.nest.flatten(answers[0]), strict=True):
@@ -196,3 +199,46 @@ def test_the_exported_and_the_keras_model_answer_alike_and_the_pictures_take_eit
         pixels = [tf.io.decode_png((tmp_path / folder / name).read_bytes()).numpy().astype(int)
                   for folder in ("VAE", "ExportedVAE")]
         assert np.abs(pixels[0] - pixels[1]).max() <= 1, name
+
+
+def _export_of_an_older_keras_vae(root, vae, likelihood="bernoulli"):
+    """An export root as keras_vae wrote it before the `vae` servable: decoder/1 and encoder/1.
+
+    The encoder's SavedModel had two signatures, `serving_default` (mean and log_var) and `reconstruct`.
+    """
+    publish(root, vae, {"config.json": json.dumps({"likelihood": likelihood})})
+    shutil.rmtree(root / "vae")
+    image_spec = tf.TensorSpec([None, *vae.image_shape], tf.float32, name="images")
+    module = tf.Module()
+    module.variables_ = [v.value for part in (vae.encoder, vae.decoder) for v in part.variables]
+    signatures = {
+        "serving_default": tf.function(lambda images: dict(zip(("mean", "log_var"), vae.encode(images),
+                                                               strict=True)), input_signature=[image_spec]),
+        "reconstruct": tf.function(lambda images: {"images": vae.reconstruct(images)},
+                                   input_signature=[image_spec]),
+    }
+    tf.saved_model.save(module, str(root / "encoder/1"), signatures=signatures)
+    return root
+
+
+def test_exports_of_an_older_keras_vae_still_evaluate(idx_dir, tmp_path):
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=2, hidden_dim=16, seed=0)
+    root = _export_of_an_older_keras_vae(tmp_path / "models", vae)
+    exported = ExportedVAE(root)
+    assert (exported.version, exported.path) == (1, root / "decoder/1")
+    images = np.random.default_rng(1).random((3, 28, 28, 1)).astype("f4")
+    for got, want in zip(exported.encode(images), vae.encode(images), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(exported.reconstruct(images), vae.reconstruct(images), atol=1e-6)
+    with pytest.raises(UserError, match="exported before the `interpolate` signature existed"):
+        exported.interpolate(images, images, 3)
+    config = EvaluateConfig(export_dir=str(root), data_dir=str(idx_dir), split="test[:16]", k=3,
+                            out_dir=str(tmp_path / "out"))
+    results = evaluate.run(config)
+    assert results["model"]["version"] == 1 and 0 < results["nats_per_image"]["nll"]
+    assert "interpolations.png" in results["pictures"]
+    # A newer version beside it is read from the vae servable, the older one still from both halves.
+    publish(root, vae, {"config.json": json.dumps({"likelihood": "bernoulli"})})
+    assert ExportedVAE(root).path == root / "vae/2" and ExportedVAE(root, 1).path == root / "decoder/1"
+    with pytest.raises(UserError, match=r"No version 3 .*present: \[1, 2\]"):
+        ExportedVAE(root, 3)

@@ -10,9 +10,10 @@ import pytest
 import tensorflow as tf
 
 from keras_vae import models, publish
-from keras_vae.images import image_grid
+from keras_vae.images import encode_png, image_grid, tile_images
 from keras_vae.models import build_vae
-from keras_vae.serving import exported
+from keras_vae.serving import exported, functions
+from keras_vae.serving.signatures import MODELS, of_model
 
 # Runs in a fresh interpreter where this project cannot be imported, even where it is installed (as in
 # CI's virtual environment): loading the exports must need TensorFlow alone.
@@ -21,7 +22,7 @@ LOAD_AND_RUN = textwrap.dedent("""
     sys.modules["keras_vae"] = None  # any import of keras_vae now raises ImportError
     import numpy as np, tensorflow as tf
     decoder = tf.saved_model.load(sys.argv[1] + "/decoder/1").signatures["serving_default"]
-    encoder = tf.saved_model.load(sys.argv[1] + "/encoder/1").signatures["serving_default"]
+    encoder = tf.saved_model.load(sys.argv[1] + "/vae/1").signatures["encode"]
     z = np.load(sys.argv[2])
     x = np.load(sys.argv[3])
     out = {f"images_{n}": decoder(z=tf.constant(z[:n]))["images"].numpy() for n in (1, 7)}
@@ -79,27 +80,36 @@ def _tensors(signature, kind):
 
 
 def test_saved_model_cli_shows_and_runs_the_signatures(published, tiny_vae, tmp_path):
-    decoder, encoder = str(published / "decoder/1"), str(published / "encoder/1")
+    decoder, vae = str(published / "decoder/1"), str(published / "vae/1")
     jobs = {
         "show decoder": _saved_model_cli("show", "--all", "--dir", decoder),
-        "show encoder": _saved_model_cli("show", "--all", "--dir", encoder),
+        "show vae": _saved_model_cli("show", "--all", "--dir", vae),
         "sample": _saved_model_cli("run", "--dir", decoder, "--tag_set", "serve", "--signature_def",
                                    "sample", "--input_exprs", "n=3;seed=7", "--outdir", str(tmp_path)),
     }
     done = {name: (job.communicate(timeout=120), job.returncode) for name, job in jobs.items()}
 
-    shown = {model: done[f"show {model}"][0][0] for model in ("decoder", "encoder")}
+    shown = {model: done[f"show {model}"][0][0] for model in ("decoder", "vae")}
     assert "MetaGraphDef with tag-set: 'serve'" in shown["decoder"]
     images, latent = ("DT_FLOAT", "(-1, 28, 28, 1)"), ("DT_FLOAT", "(-1, 4)")
-    expected = {  # (model, signature): (inputs, outputs)
-        ("decoder", "serving_default"): ({"z": latent}, {"images": images}),
-        ("decoder", "logits"): ({"z": latent}, {"logits": images}),
-        ("decoder", "sample"): ({"n": ("DT_INT32", "()"), "seed": ("DT_INT64", "()")}, {"images": images}),
-        ("decoder", "sample_png"): ({"n": ("DT_INT32", "()"), "seed": ("DT_INT64", "()")},
-                                    {"png_bytes": ("DT_STRING", "()")}),
-        ("encoder", "serving_default"): ({"images": images}, {"mean": latent, "log_var": latent}),
-        ("encoder", "reconstruct"): ({"images": images}, {"images": images}),
-    }
+    n_seed, codes = {"n": ("DT_INT32", "()"), "seed": ("DT_INT64", "()")}, {"mean": latent, "log_var": latent}
+    pairs = {"images_a": images, "images_b": images}
+    expected = {}  # (model, signature): (inputs, outputs)
+    for model in ("decoder", "vae"):  # the decoder's four, unchanged, and the same in the vae
+        expected.update({
+            (model, {"decoder": "serving_default"}.get(model, "decode")): ({"z": latent}, {"images": images}),
+            (model, "logits"): ({"z": latent}, {"logits": images}),
+            (model, "sample"): (n_seed, {"images": images}),
+            (model, "sample_png"): (n_seed, {"png_bytes": ("DT_STRING", "()")}),
+        })
+    expected.update({
+        ("vae", "serving_default"): ({"images": images}, codes),
+        ("vae", "encode"): ({"images": images}, codes),
+        ("vae", "reconstruct"): ({"images": images}, {"images": images}),
+        ("vae", "interpolate"): ({**pairs, "steps": ("DT_INT32", "()")},
+                                 {"images": ("DT_FLOAT", "(-1, -1, 28, 28, 1)")}),
+        ("vae", "analogy"): ({**pairs, "images_c": images}, {"images": images}),
+    })
     for model in shown:
         names = set(re.findall(r"signature_def\['(\w+)'\]", shown[model])) - {"__saved_model_init_op"}
         assert names == {name for m, name in expected if m == model}
@@ -133,14 +143,35 @@ BAD_REQUESTS = {
                           "seed must have shape []; got shape] [2 3]"),
     "too many samples": ("decoder", "sample_png", {"n": np.int32(10_001), "seed": np.int64(1)},
                          "n must be between 1 and 10000; got] [10001]"),
-    "flat images": ("encoder", "serving_default", {"images": np.zeros((2, 784), F)},
+    "flat images": ("vae", "serving_default", {"images": np.zeros((2, 784), F)},
                     "images must have shape [batch, 28, 28, 1]; got shape] [2 784]"),
-    "small images": ("encoder", "reconstruct", {"images": np.zeros((1, 27, 28, 1), F)},
+    "small images": ("vae", "reconstruct", {"images": np.zeros((1, 27, 28, 1), F)},
                      "images must have shape [batch, 28, 28, 1]; got shape] [1 27 28 1]"),
-    "negative pixels": ("encoder", "serving_default", {"images": np.full((1, 28, 28, 1), -0.5, F)},
+    "negative pixels": ("vae", "encode", {"images": np.full((1, 28, 28, 1), -0.5, F)},
                         "images must lie in [0, 1]; got values from] [-0.5] [to] [-0.5]"),
-    "NaN pixels": ("encoder", "reconstruct", {"images": np.full((1, 28, 28, 1), np.nan, F)},
+    "NaN pixels": ("vae", "reconstruct", {"images": np.full((1, 28, 28, 1), np.nan, F)},
                    "images must not contain NaN or infinite values : Tensor had NaN values"),
+    "a latent for the vae's decode": ("vae", "decode", {"z": np.zeros((2, 3), F)},
+                                      "z must have shape [batch, 4]; got shape] [2 3]"),
+    "one step": ("vae", "interpolate", {"images_a": np.zeros((2, 28, 28, 1), F),
+                                        "images_b": np.ones((2, 28, 28, 1), F), "steps": np.int32(1)},
+                 "steps must be between 2 and 1000; got] [1]"),
+    "pairs of unequal batches": ("vae", "interpolate", {"images_a": np.zeros((2, 28, 28, 1), F),
+                                                        "images_b": np.ones((1, 28, 28, 1), F),
+                                                        "steps": np.int32(3)},
+                                 "images_a, images_b must have the same batch size; got] [2] [1]"),
+    "a vector of steps": ("vae", "interpolate", {"images_a": np.zeros((1, 28, 28, 1), F),
+                                                 "images_b": np.ones((1, 28, 28, 1), F),
+                                                 "steps": np.array([3], np.int32)},
+                          "steps must have shape []; got shape] [1]"),
+    "an analogy of unequal batches": ("vae", "analogy", {
+        "images_a": np.zeros((2, 28, 28, 1), F), "images_b": np.zeros((2, 28, 28, 1), F),
+        "images_c": np.zeros((3, 28, 28, 1), F)},
+        "images_a, images_b, images_c must have the same batch size; got] [2] [2] [3]"),
+    "bright pixels in an analogy": ("vae", "analogy", {
+        "images_a": np.zeros((1, 28, 28, 1), F), "images_b": np.full((1, 28, 28, 1), 2.0, F),
+        "images_c": np.zeros((1, 28, 28, 1), F)},
+        "images_b must lie in [0, 1]; got values from] [2] [to] [2]"),
 }
 
 
@@ -161,17 +192,14 @@ def test_bad_requests_fail_inside_the_graph_with_a_clear_message(published, case
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
         _run_as_the_server_does(published / model / "1", signature, inputs)
     # The same path accepts a good request: what failed was the request, not the way of running it.
-    good = {"decoder": {"z": np.zeros((2, 4), F)}, "encoder": {"images": np.zeros((2, 28, 28, 1), F)}}
-    if signature.startswith("sample"):
-        good = {"n": np.int32(2), "seed": np.int64(1)}
-        assert _run_as_the_server_does(published / model / "1", signature, good)[0] is not None
-    else:
-        assert _run_as_the_server_does(published / model / "1", signature, good[model])[0].shape[0] == 2
+    good = functions.example_inputs(of_model(model)[signature], 2, np.random.default_rng(0), 4, (28, 28, 1))
+    answer = _run_as_the_server_does(published / model / "1", signature, good)[0]
+    assert answer.startswith(b"\x89PNG") if signature == "sample_png" else answer.shape[0] == 2
 
 
 def test_sample_is_deterministic_and_reconstruct_decodes_the_mean(published, tiny_vae):
     decoder = tf.saved_model.load(str(published / "decoder/1")).signatures
-    encoder = tf.saved_model.load(str(published / "encoder/1")).signatures
+    vae = tf.saved_model.load(str(published / "vae/1")).signatures
 
     def sample(n, seed):
         return decoder["sample"](n=tf.constant(n, tf.int32), seed=tf.constant(seed, tf.int64))["images"]
@@ -182,13 +210,14 @@ def test_sample_is_deterministic_and_reconstruct_decodes_the_mean(published, tin
     assert np.abs(first - other).max() > 1e-3
     images = tf.constant(np.random.default_rng(3).random((2, 28, 28, 1)), tf.float32)
     mean, _ = tiny_vae.encoder(images)
-    np.testing.assert_allclose(encoder["reconstruct"](images=images)["images"].numpy(),
+    np.testing.assert_allclose(vae["reconstruct"](images=images)["images"].numpy(),
                                tf.sigmoid(tiny_vae.decoder(mean)).numpy(), atol=1e-6)
 
 
 def test_warmup_requests_match_the_signatures(published):
     for model, names in (("decoder", ["serving_default", "logits", "sample", "sample_png"]),
-                         ("encoder", ["serving_default", "reconstruct"])):
+                         ("vae", ["serving_default", "decode", "logits", "sample", "sample_png", "encode",
+                                  "reconstruct", "interpolate", "analogy"])):
         path = published / model / "1"
         assert (path / "assets.extra/tf_serving_warmup_requests").is_file()
         requests = exported.read_warmup(path)
@@ -218,3 +247,40 @@ def test_sample_png_is_the_grid_of_sample(published, n, rows, columns):
     # The same picture up to the 8-bit rounding, white in the gaps and the empty cells.
     np.testing.assert_allclose(pixels / 255.0, grid, atol=0.5 / 255 + 1e-6)
     assert (pixels[:2] == 255).all() and (pixels[:, -2:] == 255).all()
+
+
+# The VAE method each signature runs, where its name differs (`sample_png` is below).
+METHODS = {"logits": "decode_logits"}
+
+
+def test_every_signature_answers_as_the_python_model(published, tiny_vae):
+    """Composites too: `interpolate` and `analogy` of the vae are the model's methods, in one graph."""
+    rng = np.random.default_rng(4)
+    for model in MODELS:
+        loaded = tf.saved_model.load(str(published / model / "1")).signatures
+        assert set(loaded) == set(of_model(model))
+        for key, signature in of_model(model).items():
+            inputs = functions.example_inputs(signature, 3, rng, tiny_vae.latent_dim, tiny_vae.image_shape,
+                                              steps=5)
+            answer = {name: value.numpy() for name, value in loaded[key](
+                **{name: tf.constant(value) for name, value in inputs.items()}).items()}
+            if signature.name == "sample_png":
+                expected = encode_png(tile_images(tiny_vae.sample(**inputs))).numpy()
+                assert answer == {"png_bytes": expected}, (model, key)
+                continue
+            expected = getattr(tiny_vae, METHODS.get(signature.name, signature.name))(**inputs)
+            expected = dict(zip(signature.output_names(), tf.nest.flatten(expected), strict=True))
+            assert {name: value.shape for name, value in answer.items()} == {
+                name: tuple(value.shape) for name, value in expected.items()}, (model, key)
+            for name, value in expected.items():
+                np.testing.assert_allclose(answer[name], value, atol=1e-6, err_msg=f"{model} {key} {name}")
+    # And the methods do what they say: the ends and the middle of the line between the means.
+    pair = rng.random((2, 3, 28, 28, 1)).astype(F)
+    interpolated = tiny_vae.interpolate(*pair, 5)
+    means = [tiny_vae.encode(images)[0] for images in pair]
+    np.testing.assert_allclose(interpolated[:, 0], tiny_vae.decode(means[0]), atol=1e-6)
+    np.testing.assert_allclose(interpolated[:, -1], tiny_vae.decode(means[1]), atol=1e-6)
+    np.testing.assert_allclose(interpolated[:, 2], tiny_vae.decode((means[0] + means[1]) / 2), atol=1e-6)
+    # a : b :: a : ?  is b, and  a : a :: c : ?  is c.
+    for triple in ((pair[0], pair[1], pair[0]), (pair[0], pair[0], pair[1])):
+        np.testing.assert_allclose(tiny_vae.analogy(*triple), tiny_vae.decode(means[1]), atol=1e-6)

@@ -33,7 +33,7 @@ def test_train_export_sample_and_evaluate_on_a_folder(rgb_folder, tmp_path):
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "on 72 images of shape (16, 16, 3) (streamed from 72 picture files in 2 class folders" in \
         trained.stdout and "validating on 8" in trained.stdout
-    encoder = tf.saved_model.load(str(tmp_path / "saved_models/encoder/1")).signatures["serving_default"]
+    encoder = tf.saved_model.load(str(tmp_path / "saved_models/vae/1")).signatures["encode"]
     assert encoder.structured_input_signature[1]["images"].shape.as_list() == [None, 16, 16, 3]
     decoder = tf.saved_model.load(str(tmp_path / "saved_models/decoder/1")).signatures["serving_default"]
     assert decoder(z=tf.zeros([2, 3]))["images"].shape == (2, 16, 16, 3)

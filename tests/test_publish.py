@@ -15,8 +15,8 @@ from keras_vae.serving import exported
 from keras_vae.serving import publish as publishing
 from keras_vae.serving.signatures import MODELS
 
-# (module attribute, which call): a point in each stage of a publish. The encoder is staged second, so
-# its warm-up file and validation come once the decoder is staged; the renames, decoder first, come last.
+# (module attribute, which call): a point in each stage of a publish. The vae is staged second, so its
+# warm-up file and validation come once the decoder is staged; the renames, decoder first, come last.
 STAGES = {
     "export": ("publishing.write_warmup", 2),
     "validation": ("publishing._validate", 2),
@@ -60,7 +60,8 @@ def _layout(root):
 def test_two_publishes_give_versions_1_and_2_for_both_models(tiny_vae, tmp_path):
     assert publish(tmp_path, tiny_vae) == 1
     assert publish(tmp_path, tiny_vae) == 2
-    assert _layout(tmp_path) == {"decoder": ([1, 2], 0), "encoder": ([1, 2], 0)}
+    assert _layout(tmp_path) == {"decoder": ([1, 2], 0), "vae": ([1, 2], 0)}
+    assert not (tmp_path / "encoder").exists()  # its signatures are the vae's
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -82,7 +83,7 @@ def test_a_failure_at_any_stage_leaves_no_numbered_folder(stage, tiny_vae, tmp_p
     with pytest.raises(RuntimeError, match="injected failure"):
         publish(tmp_path, tiny_vae)
     monkeypatch.undo()
-    assert _layout(tmp_path) == {"decoder": ([1], 0), "encoder": ([1], 0)}
+    assert _layout(tmp_path) == {"decoder": ([1], 0), "vae": ([1], 0)}
     assert _snapshot(tmp_path) == before
     assert publish(tmp_path, tiny_vae) == 2
 
@@ -108,8 +109,8 @@ def test_a_kill_at_any_stage_leaves_earlier_versions_and_the_next_publish_intact
         assert _snapshot(root) == before[stage], stage
         if stage == "rename":
             # Two folders cannot be renamed at once: the decoder's version is complete and served,
-            # the encoder's is still staged, and the next publish finishes it.
-            assert layout == {"decoder": ([1, 2], 0), "encoder": ([1], 1)}
+            # the vae's is still staged, and the next publish finishes it.
+            assert layout == {"decoder": ([1, 2], 0), "vae": ([1], 1)}
             assert len(exported.read_warmup(root / "decoder/2")) == 4  # one request per signature
             expected_version, expected_versions = 3, [1, 2, 3]
         else:
@@ -119,4 +120,4 @@ def test_a_kill_at_any_stage_leaves_earlier_versions_and_the_next_publish_intact
             expected_version, expected_versions = 2, [1, 2]
         assert publish(root, tiny_vae) == expected_version, stage
         assert _layout(root) == {name: (expected_versions, 0) for name in MODELS}, stage
-        assert len(exported.read_warmup(root / "encoder/2")) == 2
+        assert len(exported.read_warmup(root / "vae/2")) == 9

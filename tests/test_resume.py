@@ -31,7 +31,7 @@ def _outputs(export_dir):
     """What the exported models compute on fixed inputs: equal outputs mean equal weights."""
     rng = np.random.default_rng(0)
     decoder = tf.saved_model.load(str(export_dir / "decoder/1")).signatures["serving_default"]
-    encoder = tf.saved_model.load(str(export_dir / "encoder/1")).signatures["serving_default"]
+    encoder = tf.saved_model.load(str(export_dir / "vae/1")).signatures["encode"]
     images = decoder(z=tf.constant(rng.standard_normal((5, 3)), tf.float32))["images"].numpy()
     mean = encoder(images=tf.constant(rng.random((5, 28, 28, 1)), tf.float32))["mean"].numpy()
     return images, mean

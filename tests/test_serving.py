@@ -72,14 +72,14 @@ def test_rest_answers_both_formats_with_every_output(published, rest):
     for row_format in (False, True):
         images = client.predict("decoder", {"z": z}, row_format=row_format)
         np.testing.assert_allclose(images, expected, atol=1e-6)
-        codes = client.predict("encoder", {"images": images}, version=1, row_format=row_format)
-        wanted = _run_signature(published, "encoder", "serving_default", {"images": images})
+        codes = client.predict("vae", {"images": images}, version=1, row_format=row_format)
+        wanted = _run_signature(published, "vae", "serving_default", {"images": images})
         assert set(codes) == {"mean", "log_var"}
         for name, value in wanted.items():
             np.testing.assert_allclose(codes[name], value, atol=1e-5)
     bodies = [(path, body) for _, path, body in received[first:]]
     assert [path for path, _ in bodies] == [
-        "/v1/models/decoder:predict", "/v1/models/encoder/versions/1:predict"] * 2
+        "/v1/models/decoder:predict", "/v1/models/vae/versions/1:predict"] * 2
     assert bodies[0][1] == {"signature_name": "serving_default", "inputs": {"z": z.tolist()}}
     assert bodies[2][1]["instances"] == [{"z": row} for row in z.tolist()]
     with pytest.raises(ValueError, match="one batch size"):
@@ -196,7 +196,7 @@ def test_grpc_client_casts_to_the_signature_and_takes_the_largest_answers(publis
         decoded = client.predict("decoder", {"z": z})["images"]
         logits = client.predict("decoder", {"z": z.tolist()}, "logits", version=1)["logits"]
         png = client.predict("decoder", {"n": 10, "seed": 3}, "sample_png")["png_bytes"]
-        codes = client.predict("encoder", {"images": decoded.astype(np.float64)})
+        codes = client.predict("vae", {"images": decoded.astype(np.float64)}, "encode")
         fraction = _refused(client.predict, "decoder", {"n": 2.5, "seed": 3}, "sample")
     assert sampled.shape == (2000, 28, 28, 1)
     def local(signature, **inputs):
@@ -212,7 +212,7 @@ def test_grpc_client_casts_to_the_signature_and_takes_the_largest_answers(publis
     # One GetModelMetadata per model and version asked for, then only Predicts.
     metadata = [(r.model_spec.name, r.model_spec.version.value) for r in requests
                 if isinstance(r, get_model_metadata_pb2.GetModelMetadataRequest)]
-    assert metadata == [("decoder", 0), ("decoder", 1), ("encoder", 0)]
+    assert metadata == [("decoder", 0), ("decoder", 1), ("vae", 0)]
     predicts = [r for r in requests if isinstance(r, predict_pb2.PredictRequest)]
     assert predicts[0].inputs["n"].dtype == tf.int32.as_datatype_enum
     assert predicts[0].inputs["seed"].dtype == tf.int64.as_datatype_enum

@@ -80,7 +80,7 @@ def test_real_server_answers_good_and_bad_requests(real_server):
     if root is not None:
         local, _ = sampling.sample_local(root / "decoder", 3, 5)
         assert png == local
-    encoded = client.predict("encoder", {"images": images}, row_format=True)
+    encoded = client.predict("vae", {"images": images}, row_format=True)
     latent_dim = encoded["mean"].shape[1]
     assert encoded["log_var"].shape == (3, latent_dim)
     decoded = client.predict("decoder", {"z": encoded["mean"]}, row_format=True)
@@ -88,8 +88,8 @@ def test_real_server_answers_good_and_bad_requests(real_server):
     for model, inputs, message in (
         ("decoder", {"z": np.zeros((1, latent_dim + 1))}, f"z must have shape [batch, {latent_dim}]"),
         ("decoder", {"z": np.full((1, latent_dim), np.nan)}, "z must not contain NaN"),
-        ("encoder", {"images": images * 2 + 0.5}, "images must lie in [0, 1]"),
-        ("encoder", {"images": images[:, :-1]}, "images must have shape"),
+        ("vae", {"images": images * 2 + 0.5}, "images must lie in [0, 1]"),
+        ("vae", {"images": images[:, :-1]}, "images must have shape"),
     ):
         with pytest.raises(serving.ServingError) as refused:
             client.predict(model, inputs)

@@ -56,6 +56,17 @@ def _checked_input(value, name, shape, unit_interval=False):
     return tensor
 
 
+def _check_same_batch(tensors):
+    """Raises ValueError if the tensors' static batch sizes are known and differ.
+
+    Broadcasting would otherwise pair one image with a whole batch silently; in a graph whose sizes are
+    unknown, the serving functions check them when the graph runs.
+    """
+    sizes = {name: tensor.shape[0] for name, tensor in tensors.items()}
+    if len({size for size in sizes.values() if size is not None}) > 1:
+        raise ValueError(f"{', '.join(sizes)} must have the same batch size; got {sizes}.")
+
+
 @keras.saving.register_keras_serializable(package="keras_vae")
 class VAE(keras.Model):
     """A variational autoencoder: loss per image = reconstruction + beta * KL(q(z|x) || N(0, I)).
@@ -156,6 +167,42 @@ class VAE(keras.Model):
     def reconstruct(self, images):
         """The decoding of the posterior mean of images in [0, 1]: deterministic, in [0, 1]."""
         return self.decode(self.encode(images)[0])
+
+    def interpolate(self, images_a, images_b, steps):
+        """Images decoded at `steps` evenly spaced points from each image's posterior mean to its partner's.
+
+        Args:
+            images_a, images_b: Images in [0, 1], [batch, H, W, C], the same batch size.
+            steps: Points per pair, at least 2 (both ends included).
+
+        Returns:
+            [batch, steps, H, W, C]: step 0 decodes the mean of `images_a`, the last that of `images_b`.
+
+        Raises:
+            ValueError: for fewer than 2 steps, or batches of different sizes (checked when known).
+        """
+        if isinstance(steps, (int, np.integer)) and (isinstance(steps, bool) or steps < 2):
+            raise ValueError(f"steps must be a whole number, at least 2; got {steps!r}.")
+        mean_a, mean_b = self.encode(images_a)[0], self.encode(images_b)[0]
+        _check_same_batch({"images_a": mean_a, "images_b": mean_b})
+        weights = tf.linspace(0.0, 1.0, steps)[None, :, None]
+        z = (1.0 - weights) * mean_a[:, None] + weights * mean_b[:, None]
+        images = self.decode(tf.reshape(z, [-1, self.latent_dim]))
+        return tf.reshape(images, tf.concat([tf.shape(z)[:2], self.image_shape], 0))
+
+    def analogy(self, images_a, images_b, images_c):
+        """Completes "a is to b as c is to ?": decodes mean(c) + mean(b) - mean(a) of the posteriors.
+
+        Args:
+            images_a, images_b, images_c: Images in [0, 1], [batch, H, W, C], the same batch size.
+
+        Raises:
+            ValueError: for batches of different sizes (checked when known).
+        """
+        means = {name: self.encode(images)[0] for name, images in
+                 (("images_a", images_a), ("images_b", images_b), ("images_c", images_c))}
+        _check_same_batch(means)
+        return self.decode(means["images_c"] + means["images_b"] - means["images_a"])
 
     def call(self, images, training=False):
         """The logits of a reconstruction through one random posterior sample (see the class doc)."""

@@ -1,7 +1,9 @@
 """Reading exported versions: finding them, loading one with the signatures it must have, `ExportedVAE`.
 
-Layout: <export_root>/decoder/<version>/ and <export_root>/encoder/<version>/, SavedModels with the
-signatures of `keras_vae.serving.signatures`, written by `keras_vae.serving.publish`.
+Layout: <export_root>/decoder/<version>/ and <export_root>/vae/<version>/, SavedModels with the
+signatures of `keras_vae.serving.signatures`, written by `keras_vae.serving.publish`. Exports of
+keras_vae before the `vae` servable hold <export_root>/encoder/<version>/ instead (its `serving_default`
+encodes, and it has `reconstruct`); `ExportedVAE` reads those too, with the decoder of the same version.
 """
 
 import json
@@ -71,7 +73,7 @@ def load_version(model_dir, version=None, require=()):
     Args:
         model_dir: The model's folder of numbered versions (e.g. saved_models/decoder).
         version: The version number, or None for the latest.
-        require: `keras_vae.serving.signatures.Signature`s the version must have.
+        require: Names of the signatures the version must have.
 
     Returns:
         (the loaded SavedModel, the version folder).
@@ -81,7 +83,7 @@ def load_version(model_dir, version=None, require=()):
     """
     path = version_dir(model_dir, version)
     loaded = load(path)
-    missing = [signature.name for signature in require if signature.name not in loaded.signatures]
+    missing = [name for name in require if name not in loaded.signatures]
     if missing:
         raise UserError(f"{path} has no {', '.join(missing)} signature (it has "
                         f"{', '.join(loaded.signatures)}): it was exported by an older keras_vae. Export "
@@ -109,22 +111,57 @@ def read_json(path):
         raise UserError(f"Cannot read {path}: {error}.")
 
 
-def call(signature, loaded, **inputs):
-    """Runs `signature` of a loaded SavedModel on inputs cast to the table's dtypes; returns its outputs."""
+def call(signature, function, **inputs):
+    """Runs a loaded signature `function` on inputs cast to the dtypes of `signature`; returns its outputs."""
     dtypes = {tensor.name: tensor.dtype for tensor in signature.inputs}
-    return loaded.signatures[signature.name](**{name: tf.cast(value, dtypes[name])
-                                               for name, value in inputs.items()})
+    return function(**{name: tf.cast(value, dtypes[name]) for name, value in inputs.items()})
+
+
+# Where an export before the `vae` servable keeps each signature: (servable, name in its SavedModel).
+LEGACY = {table.DECODE: ("decoder", table.DEFAULT_KEY), table.LOGITS: ("decoder", "logits"),
+          table.SAMPLE: ("decoder", "sample"), table.ENCODE: ("encoder", table.DEFAULT_KEY),
+          table.RECONSTRUCT: ("encoder", "reconstruct")}
+
+
+def complete_versions(root):
+    """The versions of export root `root` that hold a whole model: vae/<N>, or decoder/<N> and encoder/<N>."""
+    legacy = set(versions(root / "decoder")) & set(versions(root / "encoder"))
+    return sorted(set(versions(root / "vae")) | legacy)
+
+
+def _open_model(root, version):
+    """({Signature: loaded function}, [loaded SavedModels], the folder of config.json) of one version."""
+    present = complete_versions(root)
+    if not present:
+        raise UserError(
+            f"No exported model in {root / 'vae'}: export one first (`python train.py` does), or point "
+            "`export_dir` at the export root (the folder holding decoder/ and vae/)."
+        )
+    version = present[-1] if version is None else version
+    if version in versions(root / "vae"):
+        loaded, path = load_version(root / "vae", version, [s.key("vae") for s in LEGACY])
+        functions = {s: loaded.signatures[s.key("vae")] for s in table.of_model("vae").values()
+                     if s.key("vae") in loaded.signatures}
+        return functions, [loaded], path
+    if version not in present:
+        raise UserError(f"No version {version} in {root}; present: {present}.")
+    parts = {model: load_version(root / model, version, [key for m, key in LEGACY.values() if m == model])
+             for model in ("decoder", "encoder")}
+    functions = {s: parts[model][0].signatures[key] for s, (model, key) in LEGACY.items()}
+    return functions, [loaded for loaded, _ in parts.values()], parts["decoder"][1]
 
 
 class ExportedVAE:
-    """The exported encoder and decoder of one version, loaded as deployed (`keras_vae.Autoencoder`).
+    """One exported version of a VAE, loaded as deployed (`keras_vae.Autoencoder`).
 
     Its methods run the version's serving signatures and answer as `keras_vae.VAE`'s do, with the
-    same types (float32 tensors), so pictures and evaluation take either.
+    same types (float32 tensors), so pictures and evaluation take either. Everything comes from the
+    `vae` servable, one SavedModel, so encoder and decoder are always of one training (for an export
+    older than the `vae` servable: its encoder/ and decoder/ of the same version).
 
     Args:
-        export_dir: The export root, holding decoder/<version>/ and encoder/<version>/.
-        version: The version (default: the latest decoder version).
+        export_dir: The export root, holding vae/<version>/ (or encoder/ and decoder/<version>/).
+        version: The version (default: the latest).
 
     Raises:
         UserError: when there is no export, no such version, or no likelihood in its config.json.
@@ -132,45 +169,54 @@ class ExportedVAE:
 
     def __init__(self, export_dir, version=None):
         root = Path(export_dir)
-        if not versions(root / "decoder"):
-            raise UserError(
-                f"No exported model in {root / 'decoder'}: export one first (`python train.py` does), "
-                "or point `export_dir` at the export root (the folder holding decoder/ and encoder/)."
-            )
-        self.decoder, self.decoder_dir = load_version(root / "decoder", version,
-                                                      require=(table.DECODE, table.LOGITS))
-        self.version = int(self.decoder_dir.name)
-        self.encoder, self.encoder_dir = load_version(root / "encoder", self.version, require=(table.ENCODE,))
-        config = read_json(self.decoder_dir / "config.json") or {}
+        # The SavedModels are kept: their signatures stop working once they are garbage-collected.
+        self._functions, self._saved_models, self.path = _open_model(root, version)
+        self.version = int(self.path.name)
+        config = read_json(self.path / "config.json") or {}
         self.likelihood = config.get("likelihood")
         if self.likelihood not in RECONSTRUCTION_LOSSES:
             raise UserError(
-                f"{self.decoder_dir / 'config.json'} does not name the likelihood the model was "
+                f"{self.path / 'config.json'} does not name the likelihood the model was "
                 f"trained with (bernoulli or gaussian; found {self.likelihood!r}); export models with "
                 "train.py, which writes it."
             )
-        self.history = (read_json(self.decoder_dir / "metrics.json") or {}).get("history")
+        self.history = (read_json(self.path / "metrics.json") or {}).get("history")
         # Read from the outputs: the inputs may be declared with an unknown shape (checked in the graph).
-        logits = self.decoder.signatures[table.LOGITS.name].structured_outputs[table.LOGITS.output()]
+        logits = self._functions[table.LOGITS].structured_outputs[table.LOGITS.output()]
         self.image_shape = tuple(logits.shape[1:])
-        mean = self.encoder.signatures[table.ENCODE.name].structured_outputs[table.ENCODE.output()]
-        self.latent_dim = mean.shape[-1]
+        self.latent_dim = self._functions[table.ENCODE].structured_outputs[table.ENCODE.output()].shape[-1]
+
+    def _run(self, signature, **inputs):
+        if signature not in self._functions:
+            raise UserError(f"Version {self.version} in {self.path.parent.parent} was exported before the "
+                            f"`{signature.name}` signature existed: export the model again.")
+        return call(signature, self._functions[signature], **inputs)
 
     def encode(self, images):
-        outputs = call(table.ENCODE, self.encoder, images=images)
+        outputs = self._run(table.ENCODE, images=images)
         return tuple(outputs[name] for name in table.ENCODE.output_names())
 
     def decode_logits(self, z):
-        return call(table.LOGITS, self.decoder, z=z)[table.LOGITS.output()]
+        return self._run(table.LOGITS, z=z)[table.LOGITS.output()]
 
     def decode(self, z):
-        return call(table.DECODE, self.decoder, z=z)[table.DECODE.output()]
+        return self._run(table.DECODE, z=z)[table.DECODE.output()]
 
     def sample(self, n, seed=None):
         """n images of the exported `sample` signature; without a seed, one from NumPy's generator."""
         if seed is None:
             seed = int(np.random.randint(2**31))
-        return call(table.SAMPLE, self.decoder, n=n, seed=seed)[table.SAMPLE.output()]
+        return self._run(table.SAMPLE, n=n, seed=seed)[table.SAMPLE.output()]
 
     def reconstruct(self, images):
-        return call(table.RECONSTRUCT, self.encoder, images=images)[table.RECONSTRUCT.output()]
+        return self._run(table.RECONSTRUCT, images=images)[table.RECONSTRUCT.output()]
+
+    def interpolate(self, images_a, images_b, steps):
+        """`keras_vae.VAE.interpolate`, by the exported `interpolate` signature."""
+        return self._run(table.INTERPOLATE, images_a=images_a, images_b=images_b,
+                         steps=steps)[table.INTERPOLATE.output()]
+
+    def analogy(self, images_a, images_b, images_c):
+        """`keras_vae.VAE.analogy`, by the exported `analogy` signature."""
+        return self._run(table.ANALOGY, images_a=images_a, images_b=images_b,
+                         images_c=images_c)[table.ANALOGY.output()]

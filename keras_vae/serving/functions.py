@@ -70,80 +70,120 @@ def checked_scalar(tensor, name):
         return tf.concat([tf.reshape(tensor, [-1]), tf.zeros([1], tensor.dtype)], 0)[0]
 
 
-class ServingModule(tf.Module):
-    """A plain `tf.Module` holding Keras models' variables and the serving functions of one model.
+def in_range(value, name, low, high):
+    """Asserts in the graph that the scalar `value` lies in [low, high]; returns it."""
+    check = tf.debugging.Assert(tf.logical_and(value >= low, value <= high),
+                                [f"{name} must be between {low} and {high}; got", value])
+    with tf.control_dependencies([check]):
+        return tf.identity(value)
 
-    Args:
-        models: The Keras models whose variables the functions use.
-        functions: {Signature: (function, {input name: example array})}. The examples feed the
-            warm-up requests and the check of the export.
-        latent_dim, image_shape: The sizes the table's shapes name.
+
+def same_batch(tensors):
+    """Asserts in the graph that the tensors {name: tensor} share their first dimension; returns them.
+
+    Without it, one image would silently pair with a whole batch (broadcasting).
     """
-
-    def __init__(self, models, functions, latent_dim, image_shape):
-        super().__init__()
-        # Track the raw tf.Variables, not the Keras objects: the SavedModel then needs only TensorFlow.
-        self.model_variables = [v.value for model in models for v in model.variables]
-        self.functions = {
-            signature.name: tf.function(function, input_signature=[
-                tf.TensorSpec(tensor.dims(latent_dim, image_shape), tensor.dtype, name=tensor.name)
-                for tensor in signature.inputs])
-            for signature, (function, _) in functions.items()}
-        self.examples = {signature.name: example for signature, (_, example) in functions.items()}
+    sizes = [tf.shape(tensor)[0] for tensor in tensors.values()]
+    equal = tf.reduce_all(tf.equal(tf.stack(sizes), sizes[0]))
+    check = tf.debugging.Assert(equal, [f"{', '.join(tensors)} must have the same batch size; got", *sizes])
+    with tf.control_dependencies([check]):
+        return [tf.identity(tensor) for tensor in tensors.values()]
 
 
-def decoder_module(vae, rng):
-    """Wraps a VAE's decoder: the decoder signatures of the table; `rng` draws the example inputs.
+def signature_functions(vae):
+    """{Signature: its Python function on `vae`}, for every signature of the table.
 
-    `sample` draws n images from z ~ N(0, I) (`VAE.sample`, the same for the same seed); `sample_png`
-    tiles them into one PNG grid (`keras_vae.images.tile_images`).
+    Each checks its inputs in the graph, then calls the `keras_vae.VAE` method of the same name:
+    `sample` draws n images from z ~ N(0, I) (the same for the same seed), `sample_png` tiles them into
+    one PNG grid (`keras_vae.images.tile_images`).
     """
-    latent_dim = vae.latent_dim
+    latent_dim, image_shape = vae.latent_dim, [None, *vae.image_shape]
 
-    def logits(z):
-        return {table.LOGITS.output(): vae.decode_logits(checked(z, "z", [None, latent_dim]))}
+    def latents(z):
+        return checked(z, "z", [None, latent_dim])
 
-    def decode(z):
-        return {table.DECODE.output(): vae.decode(checked(z, "z", [None, latent_dim]))}
+    def pictures(**named):
+        tensors = {key: checked(value, key, image_shape, unit_interval=True) for key, value in named.items()}
+        return same_batch(tensors) if len(tensors) > 1 else list(tensors.values())
 
     def sample(n, seed):
-        n, seed = checked_scalar(n, "n"), checked_scalar(seed, "seed")
-        n_check = tf.debugging.Assert(tf.logical_and(n >= 1, n <= table.MAX_SAMPLES),
-                                      [f"n must be between 1 and {table.MAX_SAMPLES}; got", n])
-        with tf.control_dependencies([n_check]):
-            n = tf.identity(n)
-        return {table.SAMPLE.output(): vae.sample(n, seed)}
+        n = in_range(checked_scalar(n, "n"), "n", 1, table.MAX_SAMPLES)
+        return {table.SAMPLE.output(): vae.sample(n, checked_scalar(seed, "seed"))}
 
-    def sample_png(n, seed):
-        return {table.SAMPLE_PNG.output(): encode_png(tile_images(sample(n, seed)[table.SAMPLE.output()]))}
-
-    z_example = {"z": rng.standard_normal((3, latent_dim)).astype(np.float32)}
-    n_seed_example = {"n": np.int32(3), "seed": np.int64(rng.integers(2**31))}
-    return ServingModule([vae.decoder], {
-        table.DECODE: (decode, z_example),
-        table.LOGITS: (logits, z_example),
-        table.SAMPLE: (sample, n_seed_example),
-        table.SAMPLE_PNG: (sample_png, n_seed_example),
-    }, latent_dim, vae.image_shape)
-
-
-def encoder_module(vae, rng):
-    """Wraps a VAE's encoder, with its decoder for `reconstruct`; `rng` draws the example images."""
-    image_shape = [None, *vae.image_shape]
+    def interpolate(images_a, images_b, steps):
+        steps = in_range(checked_scalar(steps, "steps"), "steps", 2, table.MAX_STEPS)
+        return {table.INTERPOLATE.output(): vae.interpolate(
+            *pictures(images_a=images_a, images_b=images_b), steps)}
 
     def encode(images):
-        mean, log_var = vae.encode(checked(images, "images", image_shape, unit_interval=True))
-        return dict(zip(table.ENCODE.output_names(), (mean, log_var), strict=True))
+        return dict(zip(table.ENCODE.output_names(), vae.encode(*pictures(images=images)), strict=True))
 
-    def reconstruct(images):
-        return {table.RECONSTRUCT.output(): vae.reconstruct(
-            checked(images, "images", image_shape, unit_interval=True))}
+    return {
+        table.DECODE: lambda z: {table.DECODE.output(): vae.decode(latents(z))},
+        table.LOGITS: lambda z: {table.LOGITS.output(): vae.decode_logits(latents(z))},
+        table.SAMPLE: sample,
+        table.SAMPLE_PNG: lambda n, seed: {table.SAMPLE_PNG.output(): encode_png(
+            tile_images(sample(n, seed)[table.SAMPLE.output()]))},
+        table.ENCODE: encode,
+        table.RECONSTRUCT: lambda images: {table.RECONSTRUCT.output(): vae.reconstruct(
+            *pictures(images=images))},
+        table.INTERPOLATE: interpolate,
+        table.ANALOGY: lambda images_a, images_b, images_c: {table.ANALOGY.output(): vae.analogy(
+            *pictures(images_a=images_a, images_b=images_b, images_c=images_c))},
+    }
 
-    example = {"images": rng.random((3, *image_shape[1:])).astype(np.float32)}
-    return ServingModule([vae.encoder, vae.decoder], {
-        table.ENCODE: (encode, example),
-        table.RECONSTRUCT: (reconstruct, example),
-    }, vae.latent_dim, vae.image_shape)
+
+def example_inputs(signature, batch, rng, latent_dim, image_shape, steps=3):
+    """{input name: array} for `signature`: `batch` examples (n = `batch` for the samplers).
+
+    Args:
+        signature: A `keras_vae.serving.signatures.Signature`.
+        batch: The batch size, and the `n` of `sample` and `sample_png`.
+        rng: A NumPy generator, for the images (uniform in [0, 1]), latents (normal) and seeds.
+        latent_dim, image_shape: The sizes the table's shapes name.
+        steps: The `steps` of `interpolate`.
+    """
+    scalars = {table.N: batch, table.STEPS: steps, table.SEED: int(rng.integers(2**31))}
+    inputs = {}
+    for tensor in signature.inputs:
+        if tensor in scalars:
+            inputs[tensor.name] = np.asarray(scalars[tensor], tensor.dtype)
+        else:
+            shape = [batch if size is None else size for size in tensor.dims(latent_dim, image_shape)]
+            draw = rng.random if tensor.shape[-1] == "image" else rng.standard_normal
+            inputs[tensor.name] = draw(shape).astype(tensor.dtype)
+    return inputs
 
 
-MODULES = {"decoder": decoder_module, "encoder": encoder_module}
+# The networks whose variables each servable holds.
+NETWORKS = {"decoder": ("decoder",), "vae": ("encoder", "decoder")}
+
+
+class ServingModule(tf.Module):
+    """A plain `tf.Module` holding a VAE's variables and the serving functions of one servable.
+
+    Args:
+        vae: The `keras_vae.VAE` to serve.
+        model: The servable, "decoder" or "vae" (`keras_vae.serving.signatures.MODELS`).
+        rng: A NumPy generator for the example inputs, which feed the warm-up requests and the check
+            of the export (3 examples per signature).
+
+    Attributes:
+        functions: {signature name in the SavedModel: tf.function}; a signature served under two names
+            (the vae's `encode`, also its `serving_default`) is one function.
+        examples: {signature name in the SavedModel: {input name: example array}}.
+    """
+
+    def __init__(self, vae, model, rng):
+        super().__init__()
+        # Track the raw tf.Variables, not the Keras objects: the SavedModel then needs only TensorFlow.
+        self.model_variables = [v.value for part in NETWORKS[model] for v in getattr(vae, part).variables]
+        python_functions, graphs = signature_functions(vae), {}
+        self.functions, self.examples = {}, {}
+        for key, signature in table.of_model(model).items():
+            if signature not in graphs:
+                specs = [tf.TensorSpec(tensor.dims(vae.latent_dim, vae.image_shape), tensor.dtype,
+                                       name=tensor.name) for tensor in signature.inputs]
+                graphs[signature] = tf.function(python_functions[signature], input_signature=specs)
+            self.functions[key] = graphs[signature]
+            self.examples[key] = example_inputs(signature, 3, rng, vae.latent_dim, vae.image_shape)

@@ -1,8 +1,9 @@
-"""Publishing the decoder and encoder as versioned TensorFlow SavedModels that TensorFlow Serving loads.
+"""Publishing a VAE as versioned TensorFlow SavedModels that TensorFlow Serving loads.
 
-Layout: <export_root>/decoder/<version>/ and <export_root>/encoder/<version>/, each a SavedModel with the
-`serve` tag (signatures in keras_vae.serving.signatures), loadable without this package, with a warm-up
-file `assets.extra/tf_serving_warmup_requests` that TensorFlow Serving replays before serving a version.
+Layout: <export_root>/decoder/<version>/ (generation only) and <export_root>/vae/<version>/ (the whole
+model), each a SavedModel with the `serve` tag (signatures in keras_vae.serving.signatures), loadable
+without this package, with a warm-up file `assets.extra/tf_serving_warmup_requests` that TensorFlow
+Serving replays before serving a version. Both get the same version number.
 
 TensorFlow Serving loads any all-digit folder it sees, even one still being written. So a version is
 written under a hidden name (`.tmp-<version>-<pid>`, which the server ignores), loaded back and checked
@@ -22,7 +23,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 from keras_vae.errors import DiskFull, is_disk_full
 from keras_vae.files import remove, size_on_disk, staged, variables_bytes
 from keras_vae.serving.exported import WARMUP_FILE, read_warmup, versions
-from keras_vae.serving.functions import MODULES
+from keras_vae.serving.functions import ServingModule
 from keras_vae.serving.signatures import MODELS
 
 VALIDATION_TOLERANCE = 1e-5
@@ -97,8 +98,10 @@ def _staging_name(root, name, version):
 def _recover(root):
     """Clears up after a killed publish; the caller holds the lock, so no publish is running.
 
-    A publish killed between its two renames leaves the decoder's version numbered and the encoder's
-    staged, complete and validated: finish it. Any other staged folder may be incomplete: delete it.
+    A publish killed between its two renames leaves one servable's version numbered and the other's
+    staged, complete and validated. Each servable answers from one training on its own, so nothing
+    mixes meanwhile; finishing the rename gives every version to both servables again. Any other
+    staged folder may be incomplete: delete it.
     """
     for name in MODELS:
         for temporary in (root / name).glob(".tmp-*"):
@@ -115,22 +118,22 @@ def _size_of_a_version(root, present, vae):
     """Bytes a version takes on disk: those of the latest one, or an estimate from the weights."""
     if present:
         return size_on_disk(*(root / name / str(present[-1]) for name in MODELS))
-    # The encoder's SavedModel holds the decoder too (its reconstruct signature).
+    # The decoder's weights are in both SavedModels.
     weights = [w for part in (vae.encoder, vae.decoder, vae.decoder) for w in part.weights]
     return variables_bytes(weights) + len(MODELS) * SAVED_MODEL_OVERHEAD
 
 
 def publish(export_root, vae, files=None, seed=0):
-    """Exports a VAE's decoder and encoder as the next version, complete or not at all.
+    """Exports a VAE as the next version of the `decoder` and `vae` servables, complete or not at all.
 
     Args:
-        export_root: The export root; versions go to `decoder/` and `encoder/` below it.
+        export_root: The export root; versions go to `decoder/` and `vae/` below it.
         vae: The `keras_vae.VAE` to export.
         files: Optional {file name: text} written into each version folder (config, metrics).
         seed: Seed of the example inputs used for the warm-up requests and to validate the export.
 
     Returns:
-        The version number, the same for decoder and encoder.
+        The version number, the same for both servables.
 
     Raises:
         DiskFull: if the export root fills up; no partial version is left, earlier ones are intact.
@@ -138,13 +141,13 @@ def publish(export_root, vae, files=None, seed=0):
     root = Path(export_root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    modules = {name: MODULES[name](vae, rng) for name in MODELS}
+    modules = {name: ServingModule(vae, name, rng) for name in MODELS}
     try:
         with _lock(root):
             _recover(root)
             version = 1 + max([number for name in MODELS for number in versions(root / name)] + [0])
             finals = [root / name / str(version) for name in MODELS]
-            with staged_versions(root, version, finals) as temporaries:
+            with staged(finals, [_staging_name(root, name, version) for name in MODELS]) as temporaries:
                 for name, temporary in zip(MODELS, temporaries, strict=True):
                     _stage(temporary, name, modules[name], files)
     except Exception as error:
@@ -157,8 +160,3 @@ def publish(export_root, vae, files=None, seed=0):
             "no partial version was left.",
         ) from None
     return version
-
-
-def staged_versions(root, version, finals):
-    """`keras_vae.files.staged` for the folders of one version of every model, renamed in MODELS order."""
-    return staged(finals, [_staging_name(root, name, version) for name in MODELS])

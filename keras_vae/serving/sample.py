@@ -12,6 +12,9 @@ from keras_vae.serving.clients import RestClient, trim_message
 from keras_vae.serving.exported import call, load_version
 from keras_vae.serving.signatures import SAMPLE_PNG
 
+# sample.py draws from the decoder: the servable a generation-only deployment has.
+SERVABLE = "decoder"
+
 
 def sample_local(model_dir, n, seed, version=None):
     """Runs the `sample_png` signature of a decoder version (default: the latest) in this process.
@@ -23,16 +26,17 @@ def sample_local(model_dir, n, seed, version=None):
         UserError: if there is no such version, it is damaged, has no `sample_png` signature, or
             refuses the request.
     """
-    loaded, path = load_version(model_dir, version, require=(SAMPLE_PNG,))
+    key = SAMPLE_PNG.key(SERVABLE)
+    loaded, path = load_version(model_dir, version, require=(key,))
     try:
-        outputs = call(SAMPLE_PNG, loaded, n=n, seed=seed)
+        outputs = call(SAMPLE_PNG, loaded.signatures[key], n=n, seed=seed)
     except tf.errors.InvalidArgumentError as error:
         raise UserError(f"{path} refused the request: {trim_message(error.message)}")
     return outputs[SAMPLE_PNG.output()].numpy(), path
 
 
 def sample_served(url, n, seed, version=None):
-    """Runs the `sample_png` signature of the `decoder` model of the TensorFlow Serving REST API at `url`.
+    """Runs the `sample_png` signature of the `decoder` servable of the TensorFlow Serving REST API at `url`.
 
     Returns:
         (PNG bytes of the grid of n images, the model URL).
@@ -41,9 +45,9 @@ def sample_served(url, n, seed, version=None):
         ServingError: if the server cannot be reached or refuses the request.
     """
     client = RestClient(url)
-    png = client.predict(SAMPLE_PNG.model, {"n": n, "seed": seed}, signature_name=SAMPLE_PNG.name,
+    png = client.predict(SERVABLE, {"n": n, "seed": seed}, signature_name=SAMPLE_PNG.key(SERVABLE),
                          version=version)
-    return png, client.model_url(SAMPLE_PNG.model, version)
+    return png, client.model_url(SERVABLE, version)
 
 
 def sample(config):

@@ -185,7 +185,7 @@ def _export(config, model, history, run_dir, chief, backup, skipped):
         raise
     exported.write_text(json.dumps({"version": summary["version"], "epochs": len(history)}) + "\n")
     final = history[-1]
-    print(f"Exported version {summary['version']} to {config.export_dir}/{{decoder,encoder}}/; "
+    print(f"Exported version {summary['version']} to {config.export_dir}/{{decoder,vae}}/; "
           f"final val_loss {final['val_loss']:.2f} nats/image "
           f"(reconstruction {final['val_reconstruction_loss']:.2f}, KL {final['val_kl_loss']:.2f}).")
     return summary
@@ -200,7 +200,7 @@ def train(config, callbacks=()):
     """Trains (or resumes) a VAE as `config` says, exports it, and returns a summary dict.
 
     Writes `config.json`, `metrics.json`, `model.keras`, backups and sample grids to `config.run_dir`,
-    and the decoder and encoder to `config.export_dir`; under multi-worker training only the chief
+    and the `decoder` and `vae` servables to `config.export_dir`; under multi-worker training only the chief
     writes them. Everything that can be wrong with the options or the data (every picture included)
     is checked before anything is written. The global dtype policy is left as it was found.
 
