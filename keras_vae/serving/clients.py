@@ -1,35 +1,40 @@
-"""Clients for a running TensorFlow Serving server: REST (standard library only) and gRPC.
+"""Clients for a running TensorFlow Serving server: REST (standard library only here) and gRPC.
 
     client = RestClient("http://localhost:8501")
     images = client.predict("decoder", {"n": 16, "seed": 3}, signature_name="sample")
-
     png = client.predict("decoder", {"n": 16, "seed": 3}, signature_name="sample_png")  # bytes
+    # Calls whose answers must come from one trained model, even while versions roll:
+    middle = client.consistent("vae", lambda session: session.predict(..., "encode") ...)
 
-    with GrpcClient("localhost:8500") as client:
+    with GrpcClient("localhost:8500") as client:       # keras_vae.serving.grpc_client
         images = client.predict("decoder", {"n": 16, "seed": 3}, "sample")["images"]
 
 Both raise `ServingError` when the server refuses a request or cannot be reached; its message is the
-server's, without TensorFlow's internal lines. The wire rules they follow are TensorFlow Serving's
-(tensorflow_serving/util/json_tensor.cc for REST, servables/tensorflow/predict_util.cc for Predict);
-tests/fake_serving.py holds fakes that enforce them. Neither client needs TensorFlow to be imported
-until a gRPC client is made.
+server's, without TensorFlow's internal lines, or says that nothing answered. The wire rules they
+follow are TensorFlow Serving's (tensorflow_serving/util/json_tensor.cc for REST,
+servables/tensorflow/predict_util.cc for Predict); tests/fake_serving.py holds fakes that enforce
+them. Neither client needs TensorFlow to be imported until a gRPC client is made. Pinned sessions and
+retries are in `keras_vae.serving.sessions`.
 """
 
 import base64
 import json
 import re
+import socket
 import urllib.error
 import urllib.request
 
 import numpy as np
 
 from keras_vae.errors import ServingError
+from keras_vae.serving.sessions import Pinning, highest_available, retrying
 
-DEFAULT_TIMEOUT = 30.0
-# gRPC's default receive limit is 4 MiB (about 1,340 images of 28x28x1 float32), below what `sample`
-# may answer (10,000 images). Protocol buffers cannot carry a message of 2 GiB or more, so this is the
-# largest answer any signature can give over gRPC.
-MAX_MESSAGE_BYTES = 2**31 - 1
+# The server gives every REST request 30 s (--rest_api_timeout_in_ms, model_servers/server.h) and then
+# answers 504 "Timed out waiting for notification"; waiting longer lets that answer reach the caller.
+DEFAULT_TIMEOUT = 60.0
+SERVER_TIMEOUT_HINT = ("the server's own deadline for a REST request, --rest_api_timeout_in_ms, 30 s by "
+                       "default: ask for less in one request, or raise it")
+RETRY_BACKOFF = 1.0
 # TensorFlow appends where in the graph an op failed: lines such as
 # "\t [[{{function_node __inference_sample_392}}{{node Assert/Assert}}]]", which mean nothing to a client.
 _GRAPH_LOCATION = re.compile(r"^\s*\[\[")
@@ -119,12 +124,29 @@ def error_detail(text):
         return trim_message(text)
 
 
-class RestClient:
-    """The REST API of a server, e.g. RestClient("http://localhost:8501")."""
+class Unreachable(ServingError):
+    """Nothing answered: no server listens there, or it closed the connection without an answer."""
 
-    def __init__(self, url, timeout=DEFAULT_TIMEOUT):
+
+def can_retry(error):
+    """Whether a request may succeed later: nothing answered, or the server said UNAVAILABLE."""
+    return isinstance(error, Unreachable) or error.status in (503, "UNAVAILABLE")
+
+
+class RestClient(Pinning):
+    """The REST API of a server, e.g. RestClient("http://localhost:8501").
+
+    Args:
+        url: The server's REST address.
+        timeout: Seconds to wait for an answer; longer than the server's own 30 s, so its 504 shows.
+        retries: How many times to try again when nothing answered or the server answered 503, as
+            while a server starts; each retry is logged. 0 (the default): fail at once.
+        backoff: Seconds before the first retry; each later one waits twice as long.
+    """
+
+    def __init__(self, url, timeout=DEFAULT_TIMEOUT, retries=0, backoff=RETRY_BACKOFF):
         self.url = url.rstrip("/")
-        self.timeout = timeout
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
 
     def model_url(self, model, version=None):
         """The URL of a model, or of one of its versions."""
@@ -143,144 +165,35 @@ class RestClient:
         """The model status document: {"model_version_status": [{"version", "state", ...}, ...]}."""
         return self._call(self.model_url(model, version))
 
+    def served_version(self, model):
+        """The version requests without one go to: the highest AVAILABLE in the model's status."""
+        return highest_available(model, self.status(model))
+
     def _call(self, url, body=None):
         """GETs `url`, or POSTs `body` as JSON to it, and returns the decoded JSON answer."""
         data = None if body is None else json.dumps(body).encode()
+        return retrying(lambda: self._call_once(url, data), self.retries, self.backoff, can_retry)
+
+    def _call_once(self, url, data):
         request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 text = response.read().decode()
         except urllib.error.HTTPError as error:
             detail = error_detail(error.read().decode(errors="replace")) or error.reason
-            raise ServingError(f"TensorFlow Serving answered {error.code} to {url}: {detail}",
+            hint = f" ({SERVER_TIMEOUT_HINT})" if error.code == 504 else ""
+            raise ServingError(f"TensorFlow Serving answered {error.code} to {url}: {detail}{hint}",
                                status=error.code, detail=detail)
         except OSError as error:
-            raise ServingError(
-                f"Cannot reach TensorFlow Serving at {url} ({getattr(error, 'reason', error)}). Is the "
+            reason = getattr(error, "reason", error)
+            if isinstance(reason, socket.timeout):
+                raise ServingError(f"No answer from TensorFlow Serving at {url} within {self.timeout} s: "
+                                   "raise the client's `timeout`, or ask for less in one request.")
+            raise Unreachable(
+                f"Cannot reach TensorFlow Serving at {url} ({reason or type(error).__name__}). Is the "
                 "server running, and is this its REST port (8501 by default)?"
             )
         try:
             return json.loads(text)
         except ValueError:
             raise ServingError(f"TensorFlow Serving sent something other than JSON: {text[:200]!r}")
-
-
-class GrpcClient:
-    """The gRPC PredictionService of a server, e.g. GrpcClient("localhost:8500").
-
-    Needs the `tensorflow-serving-api` package (and so TensorFlow), imported only here so that the
-    REST client works without them. The server does not cast inputs (a float64 `z` or an int64 `n` is
-    refused), so the client casts each input to the dtype its signature declares, read once per model
-    and version with GetModelMetadata.
-    """
-
-    def __init__(self, target, timeout=DEFAULT_TIMEOUT):
-        import grpc
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-        self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._dtypes = {}  # {(model, version, signature): {input name: numpy dtype}}
-
-    def _call(self, method, request):
-        """Calls a stub method, turning a gRPC error into a ServingError."""
-        import grpc
-
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as error:
-            status, detail = error.code().name, trim_message(error.details() or "")
-            raise ServingError(f"TensorFlow Serving answered {status}: {detail}", status=status,
-                               detail=detail)
-
-    def signatures(self, model, version=None):
-        """The SignatureDefMap of `model` (at `version`, default: the latest served), from GetModelMetadata.
-
-        Returns:
-            {signature name: SignatureDef}.
-        """
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        request.model_spec.name = model
-        if version is not None:
-            request.model_spec.version.value = version
-        response = self._call(self._stub.GetModelMetadata, request)
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signature_map)
-        return dict(signature_map.signature_def)
-
-    def input_dtypes(self, model, signature_name="serving_default", version=None):
-        """{input name: numpy dtype} of a signature, cached per model, version and signature.
-
-        Returns:
-            The dtypes; {} for a signature the server does not have (its Predict answer says so).
-        """
-        import tensorflow as tf
-
-        key = (model, version, signature_name)
-        if key not in self._dtypes:
-            for name, signature in self.signatures(model, version).items():
-                self._dtypes[(model, version, name)] = {
-                    alias: tf.dtypes.as_dtype(info.dtype).as_numpy_dtype
-                    for alias, info in signature.inputs.items()}
-        return self._dtypes.get(key, {})
-
-    def predict(self, model, inputs, signature_name="serving_default", version=None):
-        """Runs a signature of `model` (at `version`, default: the latest served).
-
-        Args:
-            inputs: {input name: array-like}; numbers, lists and arrays of any numeric dtype are cast
-                to the signature's dtypes (a non-integer value for an integer input is refused).
-
-        Returns:
-            {output name: array}; a scalar string output (such as `png_bytes`) as `bytes`.
-
-        Raises:
-            ServingError: if the server refuses the request, or an input cannot take its dtype.
-        """
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
-
-        dtypes = self.input_dtypes(model, signature_name, version)
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = model
-        request.model_spec.signature_name = signature_name
-        if version is not None:
-            request.model_spec.version.value = version
-        for name, value in inputs.items():
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(_cast(name, value, dtypes.get(name))))
-        response = self._call(self._stub.Predict, request)
-        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
-        return {name: value.item() if value.dtype == object and value.ndim == 0 else value
-                for name, value in outputs.items()}
-
-    def close(self):
-        self._channel.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-
-def _cast(name, value, dtype):
-    """`value` as an array of `dtype` (None: as it is, for the server to refuse an unknown input).
-
-    Raises:
-        ServingError: if a value would change: a fraction, NaN or out-of-range value for an integer.
-    """
-    array = np.asarray(value)
-    if dtype is None or array.dtype == dtype:
-        return array
-    if np.issubdtype(dtype, np.integer) and array.dtype.kind in "fiu":
-        limits = np.iinfo(dtype)
-        whole = array.dtype.kind != "f" or (np.isfinite(array).all() and (np.floor(array) == array).all())
-        if not (whole and (array >= limits.min).all() and (array <= limits.max).all()):
-            raise ServingError(f"Input {name} must hold integers that fit {np.dtype(dtype).name}; "
-                               f"got {array if array.size < 8 else array.dtype}.")
-    return array.astype(dtype)
