@@ -9,8 +9,9 @@ import json
 import logging
 import threading
 import time
+import wsgiref.simple_server
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 
 import fake_serving
 import grpc
@@ -25,6 +26,11 @@ from keras_vae.serving import clients, grpc_client
 LOGGER = "keras_vae.serving.sessions"
 
 
+class _Quiet(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 @contextlib.contextmanager
 def http_stub(answers):
     """A loopback HTTP server giving, request by request, the (status, JSON body, delay) of `answers`.
@@ -33,33 +39,19 @@ def http_stub(answers):
     """
     asked = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def answer(self):
-            asked.append(self.path)
-            status, body, delay = answers[min(len(asked), len(answers)) - 1]
-            time.sleep(delay)
-            data = json.dumps(body).encode()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client that gave up
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def application(environ, start_response):
+        asked.append(environ["PATH_INFO"])
+        status, body, delay = answers[min(len(asked), len(answers)) - 1]
+        time.sleep(delay)
+        start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "application/json")])
+        return [json.dumps(body).encode()]
 
-        do_GET = do_POST = answer
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", asked
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with wsgiref.simple_server.make_server("127.0.0.1", 0, application, handler_class=_Quiet) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}", asked
+        finally:
+            server.shutdown()  # returns once serve_forever has stopped
 
 
 class StubService(prediction_service_pb2_grpc.PredictionServiceServicer):
