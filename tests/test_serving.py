@@ -6,8 +6,10 @@ and are skipped without one.
 """
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import PurePosixPath
 
 import fake_json_answers
 import fake_rest
@@ -282,16 +284,28 @@ def test_only_the_versions_a_policy_serves_are_found(tiny_vae, tmp_path):
         both.close()
 
 
-def test_serving_configuration_serves_both_models_from_saved_models():
+def test_serving_configuration_serves_both_servables_and_rereads_its_folder():
     config = text_format.Parse((REPO / "serving/models.config").read_text(),
                                model_server_config_pb2.ModelServerConfig())
     models = {m.name: (m.base_path, m.model_platform) for m in config.model_config_list.config}
-    assert models == {name: (f"/models/{name}", "tensorflow") for name in MODELS}
+    assert models == {name: (f"/models/{name}", "tensorflow") for name in MODELS}  # absolute paths
     yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read docker-compose.yml")
-    (service,) = yaml.safe_load((REPO / "serving/docker-compose.yml").read_text())["services"].values()
+    text = (REPO / "serving/docker-compose.yml").read_text()
+    # What `docker compose` reads when TF_SERVING_HOST is not set: ${NAME:-default} gives the default.
+    (service,) = yaml.safe_load(re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", text))["services"].values()
     assert service["image"].startswith("tensorflow/serving:")
-    assert sorted(service["ports"]) == ["8500:8500", "8501:8501"]
+    # Loopback only: the server has no authentication. TF_SERVING_HOST opts in to other addresses.
+    assert sorted(service["ports"]) == ["127.0.0.1:8500:8500", "127.0.0.1:8501:8501"]
+    assert text.count("${TF_SERVING_HOST:-127.0.0.1}:") == 2
     mounts = {container: host for host, container, *_ in (v.split(":") for v in service["volumes"])}
     assert mounts["/models"] == "../saved_models"
-    (config_path,) = [arg.split("=", 1)[1] for arg in service["command"] if "--model_config_file=" in arg]
-    assert mounts[config_path] == "./models.config"
+    flags = dict(argument.split("=", 1) for argument in service["command"])
+    config_file = PurePosixPath(flags["--model_config_file"])
+    # The folder is mounted, not the file: git and editors replace the file, which a single-file bind
+    # mount would never show; the server rereads the file by its path.
+    assert str(config_file) not in mounts and mounts[str(config_file.parent)] == "./"
+    assert (REPO / "serving" / config_file.name).is_file()
+    assert int(flags["--model_config_file_poll_wait_seconds"]) > 0
+    assert int(flags["--file_system_poll_wait_seconds"]) == 1
+    # Batching would refuse the scalar inputs of sample, sample_png and interpolate at warm-up.
+    assert not [flag for flag in flags if "batching" in flag]
