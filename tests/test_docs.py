@@ -114,3 +114,13 @@ def test_the_signature_table_of_serving_md_is_the_one_the_exports_use():
         for tensors, cell in ((signature.inputs, inputs), (signature.outputs, outputs)):
             for tensor in tensors:
                 assert f"`{tensor.name}` {tensor.dtype} [" in cell, (signature.name, tensor.name, cell)
+
+
+def test_serving_md_names_every_signature_that_batching_refuses():
+    from keras_vae.serving.signatures import SIGNATURES
+
+    text = (REPO / "docs/serving.md").read_text()
+    section = text.split("\n## Batching\n", 1)[1].split("\n## ", 1)[0]
+    refused = {signature.name for signature in SIGNATURES if not signature.batchable}
+    assert refused == {"sample", "sample_png", "interpolate"}
+    assert refused <= set(re.findall(r"`(\w+)`", section))
