@@ -85,6 +85,16 @@ def test_real_server_answers_good_and_bad_requests(real_server):
     assert encoded["log_var"].shape == (3, latent_dim)
     decoded = client.predict("decoder", {"z": encoded["mean"]}, row_format=True)
     assert decoded.shape == images.shape
+    # The vae's composites, and a composition pinned to one version, answer alike.
+    pair = {"images_a": images[:1], "images_b": images[1:2], "steps": 3}
+    between = client.predict("vae", pair, "interpolate")
+    assert between.shape == (1, 3, *images.shape[1:])
+
+    def midpoint(session):
+        mean = session.predict({"images": images[:2]}, "encode")["mean"]
+        return session.predict({"z": (mean[:1] + mean[1:]) / 2}, "decode")
+
+    np.testing.assert_allclose(client.consistent("vae", midpoint), between[:, 1], atol=1e-5)
     for model, inputs, message in (
         ("decoder", {"z": np.zeros((1, latent_dim + 1))}, f"z must have shape [batch, {latent_dim}]"),
         ("decoder", {"z": np.full((1, latent_dim), np.nan)}, "z must not contain NaN"),
@@ -109,6 +119,8 @@ def test_real_server_answers_good_and_bad_requests(real_server):
         np.testing.assert_allclose(again, decoded, atol=1e-5)
         many = grpc_client.predict("decoder", {"n": 2000, "seed": 1}, "sample")["images"]
         assert many.shape[0] == 2000
+        pinned = grpc_client.consistent("vae", lambda session: session.predict(pair, "interpolate")["images"])
+        np.testing.assert_allclose(pinned, between, atol=1e-5)  # from typed fields, as the server answers
         with pytest.raises(serving.ServingError, match="must not contain NaN") as refused:
             grpc_client.predict("decoder", {"z": np.full((1, latent_dim), np.inf)})
         assert refused.value.status == "INVALID_ARGUMENT" and "[[" not in refused.value.detail
