@@ -64,6 +64,19 @@ def test_two_publishes_give_versions_1_and_2_for_both_models(tiny_vae, tmp_path)
     assert not (tmp_path / "encoder").exists()  # its signatures are the vae's
 
 
+def test_an_export_that_disagrees_with_the_model_is_not_published(tiny_vae, tmp_path, monkeypatch):
+    class Drifting(publishing.ServingModule):  # as if the graph computed something the model does not
+        def __init__(self, *args):
+            super().__init__(*args)
+            exact = self.eager["logits"]
+            self.eager["logits"] = lambda z: {"logits": exact(z)["logits"] + 1e-3}
+
+    monkeypatch.setattr(publishing, "ServingModule", Drifting)
+    with pytest.raises(RuntimeError, match=r"decoder/\.tmp-1-\d+ disagrees with the in-memory model on lo"):
+        publish(tmp_path, tiny_vae)
+    assert _layout(tmp_path) == {"decoder": ([], 0), "vae": ([], 0)}
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_failure_at_any_stage_leaves_no_numbered_folder(stage, tiny_vae, tmp_path, monkeypatch):
     publish(tmp_path, tiny_vae)

@@ -172,6 +172,8 @@ class ServingModule(tf.Module):
         functions: {signature name in the SavedModel: tf.function}; a signature served under two names
             (the vae's `encode`, also its `serving_default`) is one function.
         examples: {signature name in the SavedModel: {input name: example array}}.
+        eager: {signature name in the SavedModel: the same Python function, run eagerly}: the
+            in-memory model that the export is checked against, on another path than the graph.
     """
 
     def __init__(self, vae, model, rng):
@@ -179,11 +181,11 @@ class ServingModule(tf.Module):
         # Track the raw tf.Variables, not the Keras objects: the SavedModel then needs only TensorFlow.
         self.model_variables = [v.value for part in NETWORKS[model] for v in getattr(vae, part).variables]
         python_functions, graphs = signature_functions(vae), {}
-        self.functions, self.examples = {}, {}
+        self.functions, self.examples, self.eager = {}, {}, {}
         for key, signature in table.of_model(model).items():
             if signature not in graphs:
                 specs = [tf.TensorSpec(tensor.dims(vae.latent_dim, vae.image_shape), tensor.dtype,
                                        name=tensor.name) for tensor in signature.inputs]
                 graphs[signature] = tf.function(python_functions[signature], input_signature=specs)
-            self.functions[key] = graphs[signature]
+            self.functions[key], self.eager[key] = graphs[signature], python_functions[signature]
             self.examples[key] = example_inputs(signature, 3, rng, vae.latent_dim, vae.image_shape)

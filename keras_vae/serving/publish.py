@@ -47,9 +47,11 @@ def write_warmup(path, model_name, module):
 
 
 def _validate(path, module):
-    """Checks the SavedModel at `path` answers its warm-up requests as `module` does in memory.
+    """Checks the SavedModel at `path` answers its warm-up requests as the in-memory model does.
 
-    The requests are replayed on the model loaded back from disk, as TensorFlow Serving replays them.
+    The requests are replayed on the model loaded back from disk, as TensorFlow Serving replays them,
+    and compared with the module's functions run eagerly on the Keras model: another path than the
+    graph, and one that needs no graph of its own to be built.
 
     Raises:
         RuntimeError: if a signature has no warm-up request or the answers differ.
@@ -61,7 +63,7 @@ def _validate(path, module):
     for request in requests:
         name = request.model_spec.signature_name
         inputs = {key: tf.constant(tf.make_ndarray(proto)) for key, proto in request.inputs.items()}
-        expected = module.functions[name](**inputs)
+        expected = module.eager[name](**inputs)
         actual = loaded.signatures[name](**inputs)
         for key, value in expected.items():
             if value.dtype == tf.string:  # PNG bytes: the pixels may differ by the 8-bit rounding
