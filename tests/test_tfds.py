@@ -103,8 +103,8 @@ def test_offline_check_fails_fast_and_says_what_to_do(monkeypatch, through_proxy
     ("cifar10", {"stream": "on", "arch": "conv", "likelihood": "gaussian"}, "streamed from the TFDS record"),
 ])
 def test_train_py_default_path_runs_on_tfds(mock_tfds, tmp_path, capsys, name, options, path):
-    from keras_vae.training import run
     from keras_vae.config import TrainConfig
+    from keras_vae.training import run
 
     config = TrainConfig(dataset=name, epochs=1, batch_size=8, latent_dim=2, hidden_dim=8,
                          sample_every=0, progress=False, run_dir=str(tmp_path / "run"),
