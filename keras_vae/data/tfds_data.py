@@ -84,6 +84,16 @@ def _read(builder, split, **options):
         raise UserError(f"Bad split {split!r} for {builder.name!r}: {error}")
 
 
+def class_names(builder):
+    """The names of the data set's classes (its 'label' feature's, a `tfds.features.ClassLabel`), or
+    None when it has no labels."""
+    if "label" not in builder.info.features:
+        return None
+    label = builder.info.features["label"]
+    names = getattr(label, "names", None)
+    return tuple(names) if names else tuple(str(index) for index in range(getattr(label, "num_classes", 0)))
+
+
 def split_size(builder, split):
     """The number of examples of `split`, from the data set's metadata when it has them."""
     if builder.info.splits:
@@ -148,6 +158,7 @@ class TfdsRecords(StreamedSplit):
         channels = 1 if grayscale or channels == 1 else 3
         super().__init__(count, Decoding(height, width, channels, image_size is not None, grayscale),
                          f"streamed from the TFDS record files of {builder.name} {split}")
+        self.classes = class_names(builder)
 
     def _records(self):
         import tensorflow_datasets as tfds
