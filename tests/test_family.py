@@ -208,6 +208,9 @@ def test_bad_labels_and_options_say_what_to_change():
         graph(tf.constant([1, 2]))
     with pytest.raises(ValueError, match=r"\(images, labels\) batches"):
         conditional.test_step(IMAGES[:2])
+    with pytest.raises(ValueError, match=r"Received: labels=None"):
+        conditional(IMAGES[:2])
+    assert conditional(IMAGES[:2], np.array([1, 0])).shape == (2, *SHAPE)
     for options, message in [
         ({"classes": 3, "prior": "vamp"}, r"prior='vamp' is not supported for a class-conditional model"),
         ({"prior": "class"}, r"Received: prior='class' with classes=None"),

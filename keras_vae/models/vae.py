@@ -126,10 +126,10 @@ class VAE(Inference, keras.Model):
 
     def call(self, images, labels=None, training=False):
         """The logits of a reconstruction through one random posterior sample (see the class doc)."""
-        one_hot = self._one_hot(labels)
-        mean, log_var = self.encoder(images if one_hot is None else [images, one_hot], training=training)
-        z = self.sampling([mean, log_var])
-        return self.decoder(z if one_hot is None else [z, one_hot], training=training)
+        images = tf.convert_to_tensor(images)  # Keras calls networks on lists of tensors only
+        labels = checked_labels(labels, self.classes, tf.shape(images)[0])
+        mean, log_var = self._encoded(images, labels, training)
+        return self._logits(self.sampling([mean, log_var]), labels, training)
 
     def per_example_losses(self, images, labels=None, training=False):
         """Returns (loss, reconstruction, kl), each of shape [batch], in float32 nats.
