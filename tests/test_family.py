@@ -180,6 +180,9 @@ def test_samples_are_seeded_draws_of_each_prior():
     z = model.class_prior.mean.numpy()[labels] + eps  # log_var 0: unit standard deviations
     np.testing.assert_allclose(model.sample(5, seed=9, labels=labels), model.decode(z, labels), rtol=1e-5)
     np.testing.assert_array_equal(model.sample(5, seed=9, labels=3), model.sample(5, seed=9, labels=[3] * 5))
+    cooler = model.class_prior.mean.numpy()[labels] + 0.5 * eps
+    np.testing.assert_allclose(model.sample(5, seed=9, labels=labels, temperature=0.5),
+                               model.decode(cooler, labels), rtol=1e-5)
     graph = tf.function(lambda n, seed, labels: model.sample(n, seed, labels))
     np.testing.assert_allclose(graph(tf.constant(5), tf.constant(9, tf.int64), tf.constant(labels)),
                                model.sample(5, seed=9, labels=labels), rtol=1e-6)
@@ -199,6 +202,8 @@ def test_bad_labels_and_options_say_what_to_change():
         conditional.decode(np.zeros((2, LATENT), "f4"), [0, 5])
     with pytest.raises(ValueError, match=r"shape \[\] or \[2\]\); got shape \(3,\)"):
         conditional.reconstruct(IMAGES[:2], [0, 1, 1])
+    with pytest.raises(ValueError, match=r"Received: temperature=0"):
+        conditional.sample(2, seed=0, labels=1, temperature=0)
     with pytest.raises(ValueError, match="got float32 values"):
         conditional.sample(2, seed=0, labels=np.array([0.0, 1.0], "f4"))
     with pytest.raises(ValueError, match=r"built without `classes`\. Received: labels=\[1, 0\]"):

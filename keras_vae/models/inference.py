@@ -60,7 +60,7 @@ class Inference:
         """Images in [0, 1], [batch, H, W, C], decoded from latents z [batch, latent_dim] (and labels)."""
         return ops.sigmoid(self.decode_logits(z, labels))
 
-    def sample(self, n, seed=None, labels=None):
+    def sample(self, n, seed=None, labels=None, temperature=1.0):
         """n images decoded from draws of the prior: N(0, I), the class Gaussians of `labels` (one class
         index for all, or n of them), or the VampPrior's mixture.
 
@@ -69,16 +69,26 @@ class Inference:
         the mixture's components from [seed, 1]. Without a seed, one is drawn from NumPy's global
         generator, which `keras.utils.set_random_seed` seeds.
 
+        Args:
+            temperature: Scales the prior's standard deviations (of each class Gaussian, of each
+                mixture component): below 1, samples typical of the prior's centre, e.g. clearer
+                members of the asked class.
+
         Raises:
-            ValueError: if `n` is not a positive whole number, or for bad labels (see `encode`).
+            ValueError: if `n` is not a positive whole number, for a temperature that is not positive,
+                or for bad labels (see `encode`).
         """
         if isinstance(n, (int, np.integer)) and (isinstance(n, bool) or n < 1):
             raise ValueError(f"n must be a whole number of images, at least 1; got {n!r}.")
+        if isinstance(temperature, (int, float)) and not temperature > 0:
+            raise ValueError(f"temperature must be positive. Received: temperature={temperature!r}.")
         if seed is None:
             seed = int(np.random.randint(2**31))
         labels = checked_labels(labels, self.classes, n)
         key = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
         z = tf.random.stateless_normal(tf.stack([n, self.latent_dim]), key, alg=RANDOM_ALGORITHM)
+        if not (isinstance(temperature, (int, float)) and temperature == 1):
+            z = tf.cast(temperature, tf.float32) * z
         if self.prior == "class":
             mean, log_var = self.class_prior.parameters(labels)
             z = mean + tf.exp(0.5 * log_var) * z
