@@ -15,7 +15,7 @@ PREFETCH_BATCHES = 4
 _ENDLESS = np.iinfo(np.int64).max
 
 
-LABELS_HELP = ("a folder of class subfolders (image_dir), IDX files with their label files "
+LABELS_HELP = ("a folder of class subfolders (`image_dir`), IDX files with their label files "
                "(train-labels-idx1-ubyte.gz, t10k-labels-idx1-ubyte.gz), or a TFDS data set with a "
                "'label' feature")
 

@@ -86,12 +86,11 @@ def _read(builder, split, **options):
 
 def class_names(builder):
     """The names of the data set's classes (its 'label' feature's, a `tfds.features.ClassLabel`), or
-    None when it has no labels."""
+    None when it has no labels or they are not a ClassLabel."""
     if "label" not in builder.info.features:
         return None
-    label = builder.info.features["label"]
-    names = getattr(label, "names", None)
-    return tuple(names) if names else tuple(str(index) for index in range(getattr(label, "num_classes", 0)))
+    names = getattr(builder.info.features["label"], "names", None)
+    return tuple(names) if names else None
 
 
 def split_size(builder, split):
@@ -158,7 +157,14 @@ class TfdsRecords(StreamedSplit):
         channels = 1 if grayscale or channels == 1 else 3
         super().__init__(count, Decoding(height, width, channels, image_size is not None, grayscale),
                          f"streamed from the TFDS record files of {builder.name} {split}")
-        self.classes = class_names(builder)
+
+    @property
+    def classes(self):
+        """The 'label' feature's class names; for labels without names, "0" up to the largest label."""
+        names = class_names(self.builder)
+        if names is None and "label" in self.builder.info.features:
+            names = tuple(str(label) for label in range(int(np.max(self.label_table())) + 1))
+        return names
 
     def _records(self):
         import tensorflow_datasets as tfds
