@@ -56,6 +56,24 @@ def idx_dir(tmp_path):
     return folder
 
 
+def assert_labels_follow_images(batches, images, labels):
+    """Every (images, labels) batch pairs each image with its own label in the split's (images, labels).
+
+    Batches may be uint8 (training) or in [0, 1] (evaluation); the split's images must differ.
+    """
+    label_of = {image.tobytes(): label for image, label in zip(images, labels, strict=True)}
+    assert len(label_of) == len(images)
+    seen = 0
+    for batch_images, batch_labels in batches:
+        batch_images, batch_labels = np.asarray(batch_images), np.asarray(batch_labels)
+        if batch_images.dtype != np.uint8:
+            batch_images = np.round(batch_images * 255).astype(np.uint8)
+        assert batch_labels.dtype == np.int32
+        assert [label_of[image.tobytes()] for image in batch_images] == batch_labels.tolist()
+        seen += len(batch_labels)
+    assert seen
+
+
 def run_script(script, *args, cwd, env=None, timeout=300):
     """Runs one of the repository's scripts in a fresh Python process."""
     import subprocess

@@ -10,7 +10,8 @@ from conftest import synthetic_images
 from keras_vae import data
 from keras_vae.config import TrainConfig
 from keras_vae.models import build_vae
-from keras_vae.training import KLWarmup, SampleGrid, Trainer, train
+from keras_vae.training import KLWarmup, SampleGrid, TensorBoardImages, Trainer, train
+from keras_vae.training.callbacks import prior_samples
 
 METRICS = {"loss", "reconstruction_loss", "kl_loss"}
 LOGS = METRICS | {f"val_{name}" for name in METRICS}
@@ -121,3 +122,19 @@ def test_train_leaves_the_global_dtype_policy_as_it_found_it(idx_dir, tmp_path):
     summary = train(config)
     assert summary["version"] == 1 and np.isfinite(summary["final"]["val_loss"])
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_pictures_of_a_class_conditional_model_have_a_row_per_class(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_vae("mlp", (12, 12, 1), latent_dim=3, hidden_dim=16, seed=1, classes=("a", "b", "c"))
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    images, labels = synthetic_images(32, 12, 12), np.arange(32) % 3
+    Trainer(model, tf.distribute.get_strategy(), progress=False).fit(
+        data.InMemoryImages(images, 16, labels=labels), data.evaluation_dataset(images, 16, labels=labels), 1,
+        callbacks=[SampleGrid(tmp_path / "grids", count=10, seed=4),
+                   TensorBoardImages(tmp_path / "board", images[:4] / 255.0, seed=4, labels=labels[:4])])
+    samples, columns = prior_samples(model, 10, 4)
+    np.testing.assert_array_equal(samples, model.sample(9, 4, np.repeat([0, 1, 2], 3)))
+    assert columns == 3  # 3 rows of 3 pictures of 12 x 12 pixels, 2 apart
+    assert matplotlib.image.imread(tmp_path / "grids/epoch_001.png").shape[:2] == (44, 44)
+    assert list((tmp_path / "board/train").iterdir())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import write_idx
+from conftest import assert_labels_follow_images, write_idx
 from keras_vae import data
 from keras_vae.errors import UserError
 
@@ -118,3 +118,37 @@ def test_binarized_evaluation_data_is_the_same_every_time():
     assert set(np.unique(draws[0])) <= {0.0, 1.0}
     np.testing.assert_array_equal(draws[0], draws[1])
     np.testing.assert_array_equal(draws[1], draws[2])
+
+
+def test_idx_labels_follow_their_images_through_order_resume_and_worker_slices(idx_dir):
+    split = data.open_split("train[:40]", data_dir=idx_dir)
+    images, labels = split.load_all()
+    assert split.classes == tuple("0123456789")
+    assert data.open_split("train[:3]", data_dir=idx_dir).classes == split.classes  # the files' classes
+    source = split.training_source(batch_size=8, seed=2, labels=True)
+    batches = list(source.dataset().take(2 * source.steps_per_epoch).as_numpy_iterator())
+    assert_labels_follow_images(batches, images, labels)
+    unlabelled = list(split.training_source(batch_size=8, seed=2).dataset().take(len(batches)))
+    np.testing.assert_array_equal(np.stack([b[0] for b in batches]), np.stack(unlabelled))  # same order
+    resumed = list(source.dataset(first_epoch=1, first_step=2).take(3).as_numpy_iterator())
+    for (image, label), (expected_image, expected_label) in zip(resumed, batches[7:10], strict=True):
+        np.testing.assert_array_equal(image, expected_image)
+        np.testing.assert_array_equal(label, expected_label)
+    # Two workers with two replicas each: their four per-replica slices make up every global batch.
+    parts = [list(source.dataset(0, 1, tf.distribute.InputContext(2, worker, 4)).take(4).as_numpy_iterator())
+             for worker in range(2)]
+    pieces = [parts[worker][replica][1] for worker in range(2) for replica in range(2)]
+    np.testing.assert_array_equal(np.concatenate(pieces), batches[1][1])
+    assert_labels_follow_images(split.evaluation_dataset(16, labels=True).as_numpy_iterator(), images, labels)
+
+
+def test_labels_from_idx_files_without_label_files_say_what_is_missing(idx_dir):
+    (idx_dir / "train-labels-idx1-ubyte.gz").unlink()
+    split = data.open_split("train", data_dir=idx_dir)
+    assert split.classes is None and split.load_all()[1] is None
+    with pytest.raises(UserError, match=r"has no labels .* IDX files with their label files"):
+        split.training_source(8, 0, labels=True)
+    with pytest.raises(UserError, match=r"has no labels"):
+        split.evaluation_dataset(8, labels=True)
+    with pytest.raises(ValueError, match=r"labels must be one integer class index per image, shape \(3,\)"):
+        data.InMemoryImages(split.load_all()[0][:3], 1, labels=[0.5, 1.0, 0.0])

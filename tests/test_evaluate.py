@@ -79,6 +79,54 @@ def test_the_estimate_lies_between_the_elbo_and_the_truth_and_tightens_with_k():
     np.testing.assert_array_equal(*same_seed)
 
 
+def _log_standard_normal(z):
+    return -0.5 * tf.reduce_sum(tf.square(z) + math.log(2 * math.pi), axis=-1)
+
+
+def test_a_given_prior_density_and_labels_give_the_exact_conditional_likelihood():
+    # The linear-Gaussian model with a class-conditional prior p(z | y) = N(m_y, I) and decoder mean
+    # W z + b + c_y: p(x | y) = N(W m_y + b + c_y, W W^T + s^2 I), and the exact posterior is the
+    # unconditional one's shifted by the class.
+    rng = np.random.default_rng(1)
+    m, c = (rng.standard_normal((3, size)).astype(np.float32) for size in (LATENT, DIM))
+    labels = np.arange(len(X)) % 3
+    shift = (m @ W.T + c).astype(np.float32)  # [classes, DIM]
+    conditional_x = (X + shift[labels]).astype(np.float32)
+    projection = (W / NOISE**2 * POSTERIOR_VARIANCE).astype(np.float32)
+
+    def encode(images, labels):
+        mean = tf.gather(m, labels) + tf.matmul(images - tf.gather(shift, labels) - B.astype(np.float32),
+                                                projection)
+        return mean, tf.broadcast_to(np.log(POSTERIOR_VARIANCE).astype(np.float32), tf.shape(mean))
+
+    def conditional_likelihood(images, z, labels):
+        return log_likelihood(images - tf.gather(c, labels), z)
+
+    def log_prior(z, labels):
+        return _log_standard_normal(z - tf.gather(m, labels))
+
+    estimate = estimators.importance_estimator(encode, conditional_likelihood, 7, log_prior=log_prior)
+    outputs = estimate(conditional_x, labels)
+    np.testing.assert_allclose(-outputs["nll"].numpy(), true_log_px(X), atol=1e-4)
+    assert np.mean(outputs["kl"]) > 0.5  # the Monte Carlo KL against the class prior
+    # Given N(0, I) as a density, the estimate is the built-in one's.
+    plain = [estimators.importance_estimator(encoder(shift=0.3), log_likelihood, 20, log_prior=prior)(X)
+             for prior in (None, _log_standard_normal)]
+    np.testing.assert_allclose(plain[1]["nll"], plain[0]["nll"], rtol=1e-5)
+
+
+def test_evaluate_vae_uses_a_learned_prior():
+    vae = build_vae("mlp", (8, 8, 1), latent_dim=2, hidden_dim=8, seed=0, prior="vamp", pseudo_inputs=3)
+    vae.encoder.get_layer("log_var").bias.assign([-3.0, -3.0])  # narrow components: far from N(0, I)
+    images = (np.random.default_rng(0).random((10, 8, 8, 1)) * 255).astype(np.uint8)
+    nll = evaluate.evaluate_vae(vae, images, k=10, batch_size=5)["nats_per_image"]["nll"]
+    log_likelihood = estimators.decoder_log_likelihood("bernoulli", vae.decode_logits)
+    by_prior = [float(np.mean(evaluate.estimate_split(
+        estimators.importance_estimator(vae.encode, log_likelihood, 10, log_prior=prior), images, 5)["nll"]))
+        for prior in (vae.log_prior, None)]
+    assert nll == pytest.approx(by_prior[0], rel=1e-6) and abs(by_prior[1] - nll) > 1.0
+
+
 def test_decoder_log_likelihood_is_the_bernoulli_and_the_variance_half_gaussian_density():
     rng = np.random.default_rng(1)
     x, logits = rng.random((3, 4, 4, 1)).astype("f4"), rng.normal(size=(3, 4, 4, 1)).astype("f4")

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import colour_images, synthetic_images, write_pictures
+from conftest import assert_labels_follow_images, colour_images, synthetic_images, write_pictures
 from keras_vae import data
 from keras_vae.errors import UserError
 
@@ -172,3 +172,18 @@ def test_image_options_on_the_command_line_and_in_config_json(tmp_path, capsys):
             TrainConfig.from_args(bad)
         assert exit_status.value.code == 2 and message in capsys.readouterr().err
 
+
+
+def test_class_folders_name_the_classes_and_their_labels_follow_the_pictures(classes, tmp_path):
+    split = data.open_split("train[:80%]", image_dir=classes)
+    images, labels = split.load_all()
+    assert split.classes == ("cat", "dog")
+    source = split.training_source(batch_size=4, seed=1, labels=True)
+    assert_labels_follow_images(source.dataset().take(2 * source.steps_per_epoch).as_numpy_iterator(),
+                                images, labels)
+    assert_labels_follow_images(split.evaluation_dataset(5, labels=True).as_numpy_iterator(), images, labels)
+    write_pictures(tmp_path / "flat", synthetic_images(6, 8, 8))
+    flat = data.open_split("train", image_dir=tmp_path / "flat")
+    assert flat.classes is None
+    with pytest.raises(UserError, match=r"has no labels .*a folder of class subfolders"):
+        flat.training_source(batch_size=2, seed=0, labels=True)

@@ -9,9 +9,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_family import VARIANTS
 from test_resume import _assert_same_run, _backup_numbers
+from variants_worker import train_variants
 
-from conftest import NO_TF32, REPO, run_script
+from conftest import NO_TF32, REPO, run_script, synthetic_images
 
 ARGS = ["--batch-size", "32", "--latent-dim", "3", "--hidden-dim", "16", "--train-split", "train",
         "--val-split", "test[:40]", "--steps-per-execution", "1", "--sample-every", "0", "--no-progress"]
@@ -27,14 +32,15 @@ def _free_ports(count):
     return ports
 
 
-def _start_workers(args, cwd, ports):
+def _start_workers(args, cwd, ports, script="train.py"):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    strategy = ["--strategy", "multiworker"] if script == "train.py" else []
     processes = []
     for index in range(len(ports)):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         log = open(cwd / f"worker{index}.log", "a")  # noqa: SIM115 - closed with the process
         processes.append(subprocess.Popen(
-            [sys.executable, str(REPO / "train.py"), "--strategy", "multiworker", *args], cwd=cwd,
+            [sys.executable, str(REPO / script), *strategy, *args], cwd=cwd,
             env={**os.environ, "PYTHONPATH": str(REPO), "TF_CONFIG": tf_config, **NO_TF32},
             stdout=log, stderr=subprocess.STDOUT,
         ))
@@ -60,6 +66,24 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(idx_dir, tmp_pa
     # Two workers with half a batch each take exactly the steps of one process with the whole batch.
     _assert_same_run(tmp_path / "one", tmp_path / "one_sm", tmp_path / "two", tmp_path / "two_sm",
                      epochs=2)
+
+
+def test_two_workers_train_every_model_variant_as_one_device(tmp_path):
+    # One pair of worker processes trains all the variants, one after another.
+    images = synthetic_images(64, 8, 8)
+    np.save(tmp_path / "images.npy", images)
+    workers = _start_workers([str(tmp_path / "out"), str(tmp_path / "images.npy"), json.dumps(VARIANTS)],
+                             tmp_path, _free_ports(2), script="tests/variants_worker.py")
+    assert _wait(workers) == [0, 0], (tmp_path / "worker0.log").read_text()[-3000:]
+    one_device = train_variants(tf.distribute.get_strategy(), images, VARIANTS)
+    for name, (weights, history) in one_device.items():
+        for worker in ("worker0", "worker1"):
+            trained = np.load(tmp_path / "out" / worker / f"{name}.npz")
+            for index, expected in enumerate(weights):
+                np.testing.assert_allclose(trained[f"arr_{index}"], expected, rtol=1e-5, atol=1e-6)
+            recorded = json.loads((tmp_path / "out" / worker / f"{name}.json").read_text())
+            for record, expected in zip(recorded, history, strict=True):
+                assert record == pytest.approx(expected, rel=1e-5)
 
 
 def _one_process_then_two_workers_until(args, tmp_path, ready):

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_family import VARIANTS
 
 from conftest import NO_TF32, REPO, run_script, synthetic_images
 from keras_vae import data
@@ -117,11 +118,12 @@ def test_resuming_with_other_options_is_refused(idx_dir, tmp_path):
     assert other.returncode == 2 and "--latent-dim 3 -> 5" in other.stderr
 
 
-def tiny_run(tmp_path):
-    """64 synthetic 8x8 images, a small compiled VAE (SGD) and its backups in `tmp_path/backup`."""
+def tiny_run(tmp_path, options=None):
+    """64 synthetic 8x8 images, a small compiled VAE (SGD; `options` for `build_vae`) and its backups
+    in `tmp_path/backup`."""
     images = synthetic_images(64, 8, 8)
     keras.utils.set_random_seed(0)
-    model = build_vae("mlp", (8, 8, 1), latent_dim=2, hidden_dim=8, seed=0)
+    model = build_vae("mlp", (8, 8, 1), latent_dim=2, hidden_dim=8, seed=0, **(options or {}))
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     model.optimizer.build(model.trainable_variables)
     return images, model, RunBackup(tmp_path / "backup", model)
@@ -139,6 +141,45 @@ def test_divergence_stops_at_once_and_keeps_the_last_good_backup(tmp_path):
     epoch, step, history = RunBackup(tmp_path / "backup", model).restore()
     assert (epoch, step, len(history)) == (1, 0, 1)
     assert all(np.isfinite(w).all() for w in model.get_weights())  # restored from the good backup
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAt:
+    """A `Trainer` preemption handler that ends the run, unsaved, after step `step` of `epoch` (from 0)."""
+
+    def __init__(self, epoch, step):
+        self.at = (epoch, step)
+
+    def check(self, epoch, step, steps, history):
+        if (epoch, step) == self.at:
+            raise _Killed
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_resumes_exactly_from_a_backup_mid_epoch(variant, tmp_path, capsys):
+    def run(folder, kill=None):
+        images, model, backup = tiny_run(folder, VARIANTS[variant])
+        labels = None if model.classes is None else np.arange(64) % len(model.classes)
+        trainer = Trainer(model, tf.distribute.get_strategy(), progress=False, backup=backup,
+                          backup_every_steps=2, preemption=kill)
+        history = trainer.fit(data.InMemoryImages(images, 16, seed=3, labels=labels),
+                              data.evaluation_dataset(images, 16, labels=labels), epochs=2)
+        return model, [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in history]
+
+    whole, whole_history = run(tmp_path / "whole")
+    with pytest.raises(_Killed):  # after step 3 of the second epoch: its last backup is of step 2
+        run(tmp_path / "killed", _KillAt(1, 3))
+    resumed, resumed_history = run(tmp_path / "killed")
+    assert "Resuming from the backup at epoch 2, step 2." in capsys.readouterr().out
+    assert int(resumed.optimizer.iterations.numpy()) == 8
+    for record, expected in zip(resumed_history, whole_history, strict=True):
+        assert record == pytest.approx(expected, rel=1e-6)
+    # The weights, the prior's included, and the sampling state: the next steps would agree too.
+    for restored, expected in zip(resumed.variables, whole.variables, strict=True):
+        np.testing.assert_allclose(restored.numpy(), expected.numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_check_numerics_names_the_op(idx_dir, tmp_path):

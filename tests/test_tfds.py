@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from conftest import assert_labels_follow_images
 from keras_vae import data
 from keras_vae.config import TrainConfig
 from keras_vae.data import tfds_data
@@ -155,3 +156,14 @@ def test_prepared_record_files_with_tfds_splits(prepared):
     epoch = np.concatenate(list(source.dataset().take(source.steps_per_epoch).as_numpy_iterator()))
     assert len({image.tobytes() for image in epoch}) == 32  # 2 full batches of different images
     assert {image.tobytes() for image in epoch} <= {image.tobytes() for image in images}
+
+
+@pytest.mark.parametrize("stream", ["off", "on"])
+def test_tfds_class_names_and_labels_follow_the_images(mock_tfds, stream):
+    split = data.open_split("train", dataset="mnist", stream=stream)
+    images, labels = split.load_all()
+    assert split.classes == tuple("0123456789")
+    source = split.training_source(batch_size=8, seed=1, labels=True)
+    assert_labels_follow_images(source.dataset().take(2 * source.steps_per_epoch).as_numpy_iterator(),
+                                images, labels)
+    assert_labels_follow_images(split.evaluation_dataset(16, labels=True).as_numpy_iterator(), images, labels)

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_family import VARIANTS
 
 from conftest import synthetic_images
 from keras_vae import data
@@ -11,10 +12,11 @@ from keras_vae.training import Trainer, make_optimizer
 
 
 def _train(strategy, images, initial_weights=None, epochs=2, optimizer=None, batch_size=8,
-           jit_compile=False):
+           jit_compile=False, options=None):
+    """Trains a small VAE (`options` for `build_vae`; a conditional one on labels i % classes)."""
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        model = build_vae("mlp", images.shape[1:], latent_dim=3, hidden_dim=16, seed=1)
+        model = build_vae("mlp", images.shape[1:], latent_dim=3, hidden_dim=16, seed=1, **(options or {}))
         model.compile(optimizer=optimizer or keras.optimizers.SGD(learning_rate=0.05),
                       jit_compile=jit_compile)
         model.optimizer.build(model.trainable_variables)
@@ -23,19 +25,25 @@ def _train(strategy, images, initial_weights=None, epochs=2, optimizer=None, bat
             variable.assign(value)
     initial = [v.numpy() for v in model.trainable_variables]
     trainer = Trainer(model, strategy, steps_per_execution=3, progress=False)
-    history = trainer.fit(data.InMemoryImages(images, batch_size, seed=0),
-                          data.evaluation_dataset(images[:20], batch_size), epochs=epochs)
+    labels = None if model.classes is None else np.arange(len(images)) % len(model.classes)
+    history = trainer.fit(data.InMemoryImages(images, batch_size, seed=0, labels=labels),
+                          data.evaluation_dataset(images[:20], batch_size,
+                                                  labels=None if labels is None else labels[:20]),
+                          epochs=epochs)
     return initial, [v.numpy() for v in model.trainable_variables], history, model
 
 
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
-def test_two_replicas_match_one_replica(jit_compile, mirrored):
+@pytest.mark.parametrize(("variant", "jit_compile"), [("default", False), ("default", True), ("iwae", False),
+                                                     ("vamp", False), ("conditional", False)],
+                         ids=["graph", "xla", "iwae", "vamp", "conditional"])
+def test_two_replicas_match_one_replica(variant, jit_compile, mirrored):
     images = synthetic_images(48, 12, 12)
+    options = VARIANTS.get(variant)
     initial, single_weights, single_history, _ = _train(tf.distribute.get_strategy(), images,
-                                                     jit_compile=jit_compile)
+                                                     jit_compile=jit_compile, options=options)
     assert mirrored.num_replicas_in_sync == 2
     _, mirrored_weights, mirrored_history, _ = _train(mirrored, images, initial_weights=initial,
-                                                   jit_compile=jit_compile)
+                                                   jit_compile=jit_compile, options=options)
     # Plain SGD: a gradient N times too large would show directly in the weights.
     for before, one, two in zip(initial, single_weights, mirrored_weights, strict=True):
         assert not np.allclose(before, one)

@@ -109,7 +109,8 @@ class ImageFolder(StreamedSplit):
     def __init__(self, folder, expression, image_size=None, grayscale=False, skip=()):
         self.folder, self.expression = folder, expression
         self.image_size, self.grayscale = image_size, grayscale
-        relative, labels, self.classes, ignored = list_pictures(folder)
+        relative, labels, classes, ignored = list_pictures(folder)
+        self.classes = tuple(classes) if labels is not None else None  # the subfolders' names
         order = _hash_order(relative)
         chosen = []
         for name, window in windows(expression, lambda name: len(relative)):

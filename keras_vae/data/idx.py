@@ -86,6 +86,10 @@ def load_idx_split(data_dir, split_name):
 def load_split(expression, data_dir):
     """Loads the images [N, H, W, 1] uint8 and labels (or None) of a split expression from IDX files.
 
+    Returns:
+        (images, labels or None, class names or None): the classes are "0", "1", ... up to the
+        largest label in the whole files read, so that every slice of them has the same classes.
+
     Raises:
         UserError: for an unparsable split, or a missing or corrupt file.
     """
@@ -99,5 +103,7 @@ def load_split(expression, data_dir):
     pieces = [(cache[name][0][window], None if cache[name][1] is None else cache[name][1][window])
               for name, window in windows(expression, size_of)]
     images = np.concatenate([p[0] for p in pieces])
-    labels = None if any(p[1] is None for p in pieces) else np.concatenate([p[1] for p in pieces])
-    return images, labels
+    if any(p[1] is None for p in pieces):
+        return images, None, None
+    largest = max(int(np.max(labels)) for _, labels in cache.values() if labels.size)
+    return images, np.concatenate([p[1] for p in pieces]), tuple(str(label) for label in range(largest + 1))

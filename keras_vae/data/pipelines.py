@@ -15,6 +15,29 @@ PREFETCH_BATCHES = 4
 _ENDLESS = np.iinfo(np.int64).max
 
 
+LABELS_HELP = ("a folder of class subfolders (`image_dir`), IDX files with their label files "
+               "(train-labels-idx1-ubyte.gz, t10k-labels-idx1-ubyte.gz), or a TFDS data set with a "
+               "'label' feature")
+
+
+def require_labels(labels, description):
+    """`labels`, unless they are None: then a `UserError` saying the split has none and where to find some.
+
+    Args:
+        labels: The split's labels, or None.
+        description: The split, for the message (its `description`).
+    """
+    if labels is None:
+        raise UserError(f"This split has no labels ({description}), but a class-conditional model needs "
+                        f"them: use {LABELS_HELP}.")
+    return labels
+
+
+def label_batches(labels, indices):
+    """The labels [batch] of the examples `indices` from a table of every example's label, as int32."""
+    return tf.gather(tf.cast(labels, tf.int32), indices)
+
+
 def steps_per_epoch(count, batch_size):
     """The number of full batches in an epoch of `count` images.
 
@@ -88,18 +111,21 @@ def local_batches(dataset, batch_size, input_context=None):
 
 
 def training_dataset(images, batch_size, seed, first_epoch=0, binarize_mode="none", first_step=0,
-                     input_context=None):
+                     input_context=None, labels=None):
     """Full batches of shuffled in-memory uint8 images, one epoch after another, without end.
 
     The order of each epoch, and its binarization, are stateless functions of (seed, epoch), so any
     epoch can be replayed exactly; every epoch has len(images) // batch_size batches (the remainder
-    differs per epoch). See `keras_vae.data.binarize` for `binarize_mode`.
+    differs per epoch). See `keras_vae.data.binarize` for `binarize_mode`. With `labels` (integers
+    [N]) the batches are (images, int32 labels), the labels of the same examples.
     """
     images = tf.constant(images)
     indices = index_batches(int(images.shape[0]), batch_size, seed, first_epoch, first_step)
+    table = None if labels is None else tf.constant(labels)
 
     def load(index, epoch):
-        return to_model_input(tf.gather(images, index), index, binarize_mode, seed, epoch, uint8=True)
+        batch = to_model_input(tf.gather(images, index), index, binarize_mode, seed, epoch, uint8=True)
+        return batch if table is None else (batch, label_batches(table, index))
 
     dataset = local_batches(indices, batch_size, input_context).map(load)
     return endless(with_options(dataset.prefetch(PREFETCH_BATCHES), autotune=False))
@@ -111,19 +137,29 @@ def endless(dataset):
     return dataset.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
 
 
-def evaluation_dataset(images, batch_size, binarize_mode="none"):
+def evaluation_dataset(images, batch_size, binarize_mode="none", labels=None):
     """Every in-memory image once, in order, in [0, 1]; the last batch may be partial.
 
-    Any binarization is the static one, so that every evaluation sees the same data.
+    Any binarization is the static one, so that every evaluation sees the same data. With `labels`
+    (integers [N]) the batches are (images, int32 labels).
     """
     dataset = tf.data.Dataset.from_tensor_slices((images, tf.range(len(images)))).batch(batch_size)
+    if labels is not None:
+        table = tf.constant(labels)
+        dataset = dataset.map(lambda batch, index: (batch, index, label_batches(table, index)))
     return finish_evaluation(dataset, binarize_mode, cache=True, autotune=False)
 
 
 def finish_evaluation(batches, binarize_mode, cache=False, autotune=True):
-    """Maps batches of (uint8 images, indices) to model input with the static draw, then prefetches."""
+    """Maps batches of (uint8 images, indices[, labels]) to model input with the static draw (and the
+    labels), then prefetches."""
     mode = "none" if binarize_mode == "none" else "static"
-    dataset = batches.map(lambda batch, index: to_model_input(batch, index, mode))
+
+    def model_input(batch, index, *labels):
+        pixels = to_model_input(batch, index, mode)
+        return (pixels, *labels) if labels else pixels
+
+    dataset = batches.map(model_input)
     if cache:
         dataset = dataset.cache()
     return with_options(dataset.prefetch(PREFETCH_BATCHES), autotune=autotune)

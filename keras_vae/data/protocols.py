@@ -23,7 +23,8 @@ class TrainingSource(Protocol):
     image_shape: tuple[int, int, int]  # (height, width, channels) of the images it yields
 
     def dataset(self, first_epoch=0, first_step=0, input_context=None) -> tf.data.Dataset:
-        """Endless batches of images (uint8, or floats in [0, 1]) from step `first_step` of `first_epoch`.
+        """Endless batches of images (uint8, or floats in [0, 1]) from step `first_step` of `first_epoch`;
+        for a source made with labels, batches of (images, int32 labels [batch]).
 
         Without an input context: global batches. With one (from
         `strategy.distribute_datasets_from_function`): this input pipeline's slice of every global
@@ -39,12 +40,25 @@ class Split(Protocol):
     count: int  # number of images
     image_shape: tuple[int, int, int]  # (height, width, channels) of every image
     description: str  # where the images come from, for the log
+    # The names of the classes, label i named classes[i] (IDX label files: "0", "1", ...; TFDS: the
+    # 'label' feature's names; a folder: its class subfolders); None when the split has no labels.
+    classes: tuple[str, ...] | None
 
-    def training_source(self, batch_size, seed, binarize_mode="none") -> TrainingSource:
-        """The split as training data: full global batches of `batch_size`, shuffled per epoch."""
+    def training_source(self, batch_size, seed, binarize_mode="none", labels=False) -> TrainingSource:
+        """The split as training data: full global batches of `batch_size`, shuffled per epoch; with
+        `labels`, batches of (images, labels) for a class-conditional model.
 
-    def evaluation_dataset(self, batch_size, binarize_mode="none") -> tf.data.Dataset:
-        """Every image once, in order, as floats in [0, 1]; the last batch may be partial."""
+        Raises:
+            UserError: for labels from a split that has none, saying where labels come from.
+        """
+
+    def evaluation_dataset(self, batch_size, binarize_mode="none", labels=False) -> tf.data.Dataset:
+        """Every image once, in order, as floats in [0, 1] (with `labels`: (images, labels)); the last
+        batch may be partial.
+
+        Raises:
+            UserError: for labels from a split that has none.
+        """
 
     def load_all(self, limit=None) -> tuple[np.ndarray, np.ndarray | None]:
         """(uint8 images [N, H, W, C], integer labels [N] or None) of the first `limit` images."""

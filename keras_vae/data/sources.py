@@ -46,8 +46,8 @@ def open_split(expression, dataset="mnist", data_dir=None, image_dir=None, image
         if image_size is not None or grayscale or stream == "on":
             raise UserError("IDX files (`data_dir`) are read into memory as they are: `image_size`, "
                             "`grayscale` and stream='on' work with `image_dir` and TFDS data sets.")
-        images, labels = idx.load_split(expression, data_dir)
-        return InMemorySplit(images, labels, f"IDX files in {data_dir}, split {expression!r}")
+        images, labels, classes = idx.load_split(expression, data_dir)
+        return InMemorySplit(images, labels, f"IDX files in {data_dir}, split {expression!r}", classes)
     builder = tfds_data.prepared_builder(dataset, expression)
     streamed = stream == "on" or (
         stream == "auto" and tfds_data.streams_by_default(builder, expression, image_size, grayscale))
@@ -56,7 +56,7 @@ def open_split(expression, dataset="mnist", data_dir=None, image_dir=None, image
     if image_size is not None or grayscale:
         raise UserError("`image_size` and `grayscale` need the streamed path: leave out stream='off'.")
     images, labels = tfds_data.load_in_memory(builder, expression)
-    return InMemorySplit(images, labels, f"TFDS {dataset} {expression}")
+    return InMemorySplit(images, labels, f"TFDS {dataset} {expression}", tfds_data.class_names(builder))
 
 
 def split_of(options, expression):

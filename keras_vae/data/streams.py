@@ -56,12 +56,28 @@ class StreamedSplit:
         images = np.concatenate([images for images, _ in batches.as_numpy_iterator()])
         return images, self.load_labels(count)
 
-    def training_source(self, batch_size, seed, binarize_mode="none"):
-        return StreamedImages(self, batch_size, seed, binarize_mode)
+    def label_table(self):
+        """Every picture's label, int32 [count], read once (for TFDS records, one pass over their
+        encoded bytes, decoding no image).
 
-    def evaluation_dataset(self, batch_size, binarize_mode="none"):
-        """Every picture once, in order, in [0, 1]; the last batch may be partial."""
+        Raises:
+            UserError: if the split has no labels.
+        """
+        if getattr(self, "_label_table", None) is None:
+            labels = pipelines.require_labels(self.load_labels(self.count), self.description)
+            self._label_table = np.asarray(labels, np.int32)
+        return self._label_table
+
+    def training_source(self, batch_size, seed, binarize_mode="none", labels=False):
+        return StreamedImages(self, batch_size, seed, binarize_mode, self.label_table() if labels else None)
+
+    def evaluation_dataset(self, batch_size, binarize_mode="none", labels=False):
+        """Every picture once, in order, in [0, 1] (with int32 labels); the last batch may be partial."""
         batches = self._decoded(self.in_order().batch(batch_size), batch_size, drop_remainder=False)
+        if labels:
+            table = tf.constant(self.label_table())
+            batches = batches.map(
+                lambda images, index: (images, index, pipelines.label_batches(table, index)))
         return pipelines.finish_evaluation(batches, binarize_mode)
 
     def _decoded(self, batches, batch_size, drop_remainder=True):
@@ -126,13 +142,15 @@ class StreamedSplit:
 
 
 class StreamedImages:
-    """The training data source of a `StreamedSplit` (see `keras_vae.data.pipelines` for the protocol)."""
+    """The training data source of a `StreamedSplit` (see `keras_vae.data.protocols.TrainingSource`);
+    with `labels` (every picture's label, by index) its batches are (images, int32 labels)."""
 
-    def __init__(self, split, batch_size, seed, binarize_mode="none"):
+    def __init__(self, split, batch_size, seed, binarize_mode="none", labels=None):
         self.split = split
         self.batch_size = batch_size
         self.seed = seed
         self.binarize_mode = binarize_mode
+        self.labels = labels
         self.steps_per_epoch = pipelines.steps_per_epoch(split.count, batch_size)
         self.image_shape = split.image_shape
         self.description = split.description
@@ -142,7 +160,11 @@ class StreamedImages:
         local = pipelines.local_batches(batches, self.batch_size, input_context)
         size = self.batch_size if input_context is None else input_context.get_per_replica_batch_size(
             self.batch_size)
-        images = self.split._decoded(local, size).map(
-            lambda image, index, epoch: pipelines.to_model_input(image, index, self.binarize_mode,
-                                                                 self.seed, epoch, uint8=True))
+        table = None if self.labels is None else tf.constant(self.labels)
+
+        def model_input(image, index, epoch):
+            pixels = pipelines.to_model_input(image, index, self.binarize_mode, self.seed, epoch, uint8=True)
+            return pixels if table is None else (pixels, pipelines.label_batches(table, index))
+
+        images = self.split._decoded(local, size).map(model_input)
         return pipelines.endless(pipelines.with_options(images.prefetch(pipelines.PREFETCH_BATCHES)))

@@ -84,6 +84,15 @@ def _read(builder, split, **options):
         raise UserError(f"Bad split {split!r} for {builder.name!r}: {error}")
 
 
+def class_names(builder):
+    """The names of the data set's classes (its 'label' feature's, a `tfds.features.ClassLabel`), or
+    None when it has no labels or they are not a ClassLabel."""
+    if "label" not in builder.info.features:
+        return None
+    names = getattr(builder.info.features["label"], "names", None)
+    return tuple(names) if names else None
+
+
 def split_size(builder, split):
     """The number of examples of `split`, from the data set's metadata when it has them."""
     if builder.info.splits:
@@ -148,6 +157,14 @@ class TfdsRecords(StreamedSplit):
         channels = 1 if grayscale or channels == 1 else 3
         super().__init__(count, Decoding(height, width, channels, image_size is not None, grayscale),
                          f"streamed from the TFDS record files of {builder.name} {split}")
+
+    @property
+    def classes(self):
+        """The 'label' feature's class names; for labels without names, "0" up to the largest label."""
+        names = class_names(self.builder)
+        if names is None and "label" in self.builder.info.features:
+            names = tuple(str(label) for label in range(int(np.max(self.label_table())) + 1))
+        return names
 
     def _records(self):
         import tensorflow_datasets as tfds

@@ -93,8 +93,10 @@ def _estimate(model, images, k, batch_size, binarize_mode, seed, what="The image
         raise UserError(f"{what} have shape {tuple(images.shape[1:])}, but the model takes "
                         f"{tuple(model.image_shape)}; evaluate it on the data it was trained on.")
     log_likelihood = estimators.decoder_log_likelihood(model.likelihood, model.decode_logits)
+    # A learned prior (class Gaussians, VampPrior) has no closed form here: the model gives its density.
+    log_prior = model.log_prior if getattr(model, "prior", "normal") != "normal" else None
     estimate = estimators.importance_estimator(model.encode, log_likelihood, k, seed,
-                                               estimators.samples_per_call())
+                                               estimators.samples_per_call(), log_prior)
     start = time.perf_counter()
     outputs = estimate_split(estimate, images, batch_size, binarize_mode, seed)
     return outputs, time.perf_counter() - start
@@ -133,8 +135,8 @@ def run(config):
     model = ExportedVAE(config.export_dir, config.version)
     split = data.split_of(config, config.split)
     print(f"Reading {config.split!r} {split.description}.")
-    then = "Nothing was evaluated: replace them, and run the same command again."
-    with data.naming_bad_pictures(split, then=then):
+    with data.naming_bad_pictures(
+            split, then="Nothing was evaluated: replace them, and run the same command again."):
         images, labels = split.load_all()
     print(f"Evaluating version {model.version} of {config.export_dir} ({model.likelihood} likelihood) "
           f"on {len(images)} images of {config.split!r}, {PIXELS[config.binarize]}, k={config.k}.")

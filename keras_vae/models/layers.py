@@ -32,21 +32,30 @@ class Sampling(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs):
-        mean, log_var = inputs
+    def noise(self, mean, samples=None):
+        """The layer's next draw of eps ~ N(0, I): like `mean` [batch, latent], or [samples, batch,
+        latent] for `samples` draws per example (the importance samples of an IWAE).
+
+        Under tf.distribute each replica draws the noise of the global batch and keeps its slice
+        (along the batch axis), so the draws do not depend on how the batch was split.
+        """
         local_batch = ops.shape(mean)[0]
         replica = tf.distribute.get_replica_context()
         replicas = replica.num_replicas_in_sync if replica is not None else 1
+        leading = () if samples is None else (samples,)
         if replicas == 1:
-            eps = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
-        else:
-            # Exact when the global batch splits evenly (training batches always do); an uneven final
-            # evaluation batch still gets valid, independent noise.
-            shape = (local_batch * replicas, ops.shape(mean)[1])
-            eps = keras.random.normal(shape, dtype=mean.dtype, seed=self.seed_generator)
-            start = replica.replica_id_in_sync_group * local_batch
-            eps = eps[start : start + local_batch]
-        return mean + ops.exp(0.5 * log_var) * eps
+            return keras.random.normal((*leading, *ops.shape(mean)), dtype=mean.dtype,
+                                       seed=self.seed_generator)
+        # Exact when the global batch splits evenly (training batches always do); an uneven final
+        # evaluation batch still gets valid, independent noise.
+        shape = (*leading, local_batch * replicas, ops.shape(mean)[1])
+        eps = keras.random.normal(shape, dtype=mean.dtype, seed=self.seed_generator)
+        start = replica.replica_id_in_sync_group * local_batch
+        return eps[start : start + local_batch] if samples is None else eps[:, start : start + local_batch]
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        return mean + ops.exp(0.5 * log_var) * self.noise(mean)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

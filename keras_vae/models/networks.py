@@ -47,28 +47,47 @@ def check_image_shape(arch, image_shape):
         )
 
 
-def build_encoder(arch, image_shape, latent_dim, hidden_dim):
-    """Returns a functional model mapping images to (mean, log_var) of q(z | x)."""
+def _one_hot_input(classes):
+    """The one-hot labels input of a class-conditional network, or None."""
+    return None if classes is None else keras.Input(shape=(classes,), name="one_hot_labels")
+
+
+def build_encoder(arch, image_shape, latent_dim, hidden_dim, classes=None):
+    """Returns a functional model mapping images to (mean, log_var) of q(z | x).
+
+    With `classes` (a number), the model maps [images, one-hot labels [batch, classes]] to q(z | x, y):
+    the labels join the flattened image (after the convolutions) at the input of the hidden layer.
+    """
     check_image_shape(arch, image_shape)
     images = keras.Input(shape=tuple(image_shape), name="images")
+    labels = _one_hot_input(classes)
     x = images
     if arch == "conv":
         for filters in conv_filters(image_shape):
             x = layers.Conv2D(filters, CONV_KERNEL, strides=2, padding="same", activation="relu")(x)
     x = layers.Flatten()(x)
+    if labels is not None:
+        x = layers.Concatenate()([x, labels])
     x = layers.Dense(hidden_dim, activation="relu")(x)
     # Heads in float32 under mixed precision: the loss and the sampling need the precision.
     mean = layers.Dense(latent_dim, name="mean", dtype="float32")(x)
     log_var = layers.Dense(latent_dim, name="log_var", dtype="float32")(x)
-    return keras.Model(images, [mean, log_var], name="encoder")
+    inputs = images if labels is None else [images, labels]
+    return keras.Model(inputs, [mean, log_var], name="encoder")
 
 
-def build_decoder(arch, image_shape, latent_dim, hidden_dim):
-    """Returns a functional model mapping latents to per-pixel logits of shape `image_shape`."""
+def build_decoder(arch, image_shape, latent_dim, hidden_dim, classes=None):
+    """Returns a functional model mapping latents to per-pixel logits of shape `image_shape`.
+
+    With `classes` (a number), the model maps [z, one-hot labels [batch, classes]] to p(x | z, y): the
+    labels join z at the input of the first layer.
+    """
     check_image_shape(arch, image_shape)
     height, width, channels = image_shape
     z = keras.Input(shape=(latent_dim,), name="z")
-    x = layers.Dense(hidden_dim, activation="relu")(z)
+    labels = _one_hot_input(classes)
+    x = z if labels is None else layers.Concatenate()([z, labels])
+    x = layers.Dense(hidden_dim, activation="relu")(x)
     if arch == "conv":
         filters_per_stage = conv_filters(image_shape)
         stride = 2 ** len(filters_per_stage)
@@ -81,4 +100,4 @@ def build_decoder(arch, image_shape, latent_dim, hidden_dim):
     else:
         x = layers.Dense(height * width * channels, name="logits", dtype="float32")(x)
         logits = layers.Reshape((height, width, channels))(x)
-    return keras.Model(z, logits, name="decoder")
+    return keras.Model(z if labels is None else [z, labels], logits, name="decoder")

@@ -1,18 +1,19 @@
-"""The VAE model: its methods, its distribution-aware training and test steps, and `build_vae`."""
+"""The VAE model: its options, losses, distribution-aware training and test steps, and `build_vae`.
+
+The methods a trained model answers (encode, decode, sample, ...) are in `keras_vae.models.inference`.
+"""
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from keras_vae.images import to_unit_interval
+from keras_vae.models import objectives, priors
+from keras_vae.models.inference import Inference
+from keras_vae.models.inputs import checked_labels, class_names
 from keras_vae.models.layers import Sampling
 from keras_vae.models.losses import RECONSTRUCTION_LOSSES, kl_divergence
 from keras_vae.models.networks import build_decoder, build_encoder
-
-# Stateless random numbers differ between algorithms, and "auto_select" may pick another on other
-# hardware; a fixed one gives the same samples for the same seed on every machine and server.
-RANDOM_ALGORITHM = "philox"
 
 
 def _global_count(images):
@@ -29,69 +30,50 @@ def _global_count(images):
     return count
 
 
-def _checked_input(value, name, shape, unit_interval=False):
-    """`value` as a float32 tensor, after checking its static shape against `shape` (None: any size).
-
-    Catches the mistakes a user makes (a missing channel axis, 0-255 pixels) with a message that says
-    what to do, instead of a shape error from deep inside the network. The value-range check runs only
-    eagerly: in a graph (the serving signatures) `keras_vae.serving.signatures` checks values in the graph.
-    """
-    tensor = tf.convert_to_tensor(value)
-    if tensor.dtype.is_integer and unit_interval:
-        raise ValueError(f"{name} must be floats in [0, 1]; got {tensor.dtype.name} values. Divide "
-                         "uint8 pixels by 255.")
-    expected = "[" + ", ".join("batch" if size is None else str(size) for size in shape) + "]"
-    actual = tensor.shape
-    mismatch = actual.rank is not None and (actual.rank != len(shape) or any(
-        want is not None and got is not None and want != got
-        for want, got in zip(shape, actual, strict=True)))
-    if mismatch:
-        raise ValueError(f"{name} must have shape {expected}; got {tuple(actual)}.")
-    tensor = tf.cast(tensor, tf.float32)
-    if unit_interval and tf.executing_eagerly() and tf.size(tensor) > 0:
-        low, high = float(tf.reduce_min(tensor)), float(tf.reduce_max(tensor))
-        if not (0.0 <= low and high <= 1.0):
-            raise ValueError(f"{name} must lie in [0, 1]; got values from {low} to {high}. Scale "
-                             "the pixels (e.g. divide uint8 images by 255).")
-    return tensor
-
-
-def _check_same_batch(tensors):
-    """Raises ValueError if the tensors' static batch sizes are known and differ.
-
-    Broadcasting would otherwise pair one image with a whole batch silently; in a graph whose sizes are
-    unknown, the serving functions check them when the graph runs.
-    """
-    sizes = {name: tensor.shape[0] for name, tensor in tensors.items()}
-    if len({size for size in sizes.values() if size is not None}) > 1:
-        raise ValueError(f"{', '.join(sizes)} must have the same batch size; got {sizes}.")
-
-
 @keras.saving.register_keras_serializable(package="keras_vae")
-class VAE(keras.Model):
-    """A variational autoencoder: loss per image = reconstruction + beta * KL(q(z|x) || N(0, I)).
+class VAE(Inference, keras.Model):
+    """A variational autoencoder, optionally class-conditional, trained on the ELBO or the IWAE bound.
 
-    Use `encode`, `decode`, `sample` and `reconstruct` on images in [0, 1] of shape [batch, H, W, C];
-    the exported serving signatures, the sample grids and evaluation call these same methods. Training
-    works with `Model.fit` and with the distribution-aware loop in `keras_vae.training.Trainer`, which runs
-    `train_step` and `test_step` through `strategy.run`.
+    The default is the classic model: loss per image = reconstruction + beta * KL(q(z|x) || N(0, I)).
+    Use `encode`, `decode`, `sample` and `reconstruct` on images in [0, 1] of shape [batch, H, W, C]
+    (and `labels`, class indices, for a class-conditional model); the exported serving signatures, the
+    sample grids and evaluation call these same methods. Training works with `Model.fit` and with the
+    distribution-aware loop in `keras_vae.training.Trainer`, which runs `train_step` and `test_step`
+    through `strategy.run`; a class-conditional model trains on (images, labels) batches.
 
     Calling the model, `vae(images)`, returns the per-pixel *logits* of a reconstruction through one
     random posterior sample z ~ q(z | x), as the training loss sees it; `reconstruct` gives the
     deterministic reconstruction in [0, 1].
 
     Args:
-        encoder: Model mapping images to `[mean, log_var]`.
-        decoder: Model mapping latents to per-pixel logits.
-        likelihood: "bernoulli" or "gaussian" (see `keras_vae.losses`).
-        beta: Weight of the KL term.
-        seed: Seed of the sampling layer's random state.
+        encoder: Model mapping images (and one-hot labels) to `[mean, log_var]`.
+        decoder: Model mapping latents (and one-hot labels) to per-pixel logits.
+        likelihood: "bernoulli" or "gaussian" (see `keras_vae.models.losses`).
+        beta: Weight of the KL term (of log p(z) - log q(z | x) in the IWAE's log-weights).
+        seed: Seed of the sampling layer's random state (and of the pseudo-inputs' first draw).
+        classes: For a class-conditional model: the number of classes, or their names.
+        objective: "elbo" or "iwae" (`keras_vae.models.objectives`).
+        iw_samples: K, the importance samples per image of objective "iwae".
+        prior: "normal" (N(0, I)), "class" (a learned Gaussian per class) or "vamp" (a VampPrior);
+            None: "class" for a class-conditional model, else "normal" (`keras_vae.models.priors`).
+        pseudo_inputs: M, the VampPrior's pseudo-inputs (None: 500 for prior "vamp").
     """
 
-    def __init__(self, encoder, decoder, likelihood="bernoulli", beta=1.0, seed=None, **kwargs):
+    def __init__(self, encoder, decoder, likelihood="bernoulli", beta=1.0, seed=None, classes=None,
+                 objective="elbo", iw_samples=1, prior=None, pseudo_inputs=None, **kwargs):
         super().__init__(**kwargs)
         if likelihood not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"likelihood must be one of {sorted(RECONSTRUCTION_LOSSES)}.")
+        self.classes = class_names(classes)
+        self.objective, self.iw_samples = objectives.check_objective(objective, iw_samples)
+        self.prior, self.pseudo_inputs = priors.check_prior(prior, self.classes, pseudo_inputs)
+        count = None if self.classes is None else len(self.classes)
+        for part, network in (("encoder", encoder), ("decoder", decoder)):
+            if len(network.inputs) != (1 if count is None else 2):
+                wanted = "one input" if count is None else "two inputs (the second one-hot labels)"
+                raise ValueError(f"The {part} takes {len(network.inputs)} inputs, but a model with "
+                                 f"classes={count} needs {wanted}: build it with "
+                                 f"build_{part}(..., classes={count}).")
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
@@ -102,6 +84,11 @@ class VAE(keras.Model):
         # changing it does not retrace the compiled step.
         self.kl_weight = self.add_weight(shape=(), initializer=keras.initializers.Constant(beta),
                                          trainable=False, name="kl_weight")
+        self.class_prior = (priors.ClassPrior(len(self.classes), self.latent_dim, name="class_prior")
+                            if self.prior == "class" else None)
+        self.vamp_prior = (priors.VampPrior(pseudo_inputs, self.image_shape,
+                                            None if seed is None else seed + 1, name="vamp_prior")
+                           if self.prior == "vamp" else None)
         self._reconstruction = RECONSTRUCTION_LOSSES[likelihood]
         # XLA cannot compile the cross-replica sum of gradients, so only the per-replica part of the
         # step is compiled (when `jit_compile` is on), also under tf.distribute.
@@ -121,101 +108,60 @@ class VAE(keras.Model):
     @property
     def image_shape(self):
         """(height, width, channels) of the images the model takes."""
-        return tuple(self.encoder.input_shape[1:])
+        return tuple(self.encoder.inputs[0].shape[1:])
 
     @property
     def latent_dim(self):
-        return self.decoder.input_shape[-1]
+        return self.decoder.inputs[0].shape[-1]
 
-    def encode(self, images):
-        """The posterior q(z | x) of images in [0, 1], [batch, H, W, C]: (mean, log_var), float32.
+    @property
+    def bound(self):
+        """The bound on log p(x) whose negative the `loss` metric is, e.g. "IWAE bound, K=5 importance
+        samples"; `kl_loss` is the closed form only where this says so."""
+        return objectives.bound_name(self.objective, self.iw_samples, self._closed_form_kl)
 
-        Raises:
-            ValueError: for images of another shape, or (when run eagerly) outside [0, 1].
-        """
-        images = _checked_input(images, "images", (None, *self.image_shape), unit_interval=True)
-        mean, log_var = self.encoder(images, training=False)
-        return ops.cast(mean, "float32"), ops.cast(log_var, "float32")
+    @property
+    def _closed_form_kl(self):
+        return self.objective == "elbo" and self.prior != "vamp"
 
-    def decode_logits(self, z):
-        """Per-pixel logits [batch, H, W, C], float32, of latents z [batch, latent_dim]."""
-        z = _checked_input(z, "z", (None, self.latent_dim))
-        return ops.cast(self.decoder(z, training=False), "float32")
-
-    def decode(self, z):
-        """Images in [0, 1], [batch, H, W, C], decoded from latents z [batch, latent_dim]."""
-        return ops.sigmoid(self.decode_logits(z))
-
-    def sample(self, n, seed=None):
-        """n images decoded from z ~ N(0, I).
-
-        The same `seed` gives the same images here and from the exported decoder's `sample` signature,
-        on every machine (stateless Philox draws). Without a seed, one is drawn from NumPy's global
-        generator, which `keras.utils.set_random_seed` seeds.
-
-        Raises:
-            ValueError: if `n` is not a positive whole number.
-        """
-        if isinstance(n, (int, np.integer)) and (isinstance(n, bool) or n < 1):
-            raise ValueError(f"n must be a whole number of images, at least 1; got {n!r}.")
-        if seed is None:
-            seed = int(np.random.randint(2**31))
-        key = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
-        z = tf.random.stateless_normal(tf.stack([n, self.latent_dim]), key, alg=RANDOM_ALGORITHM)
-        return self.decode(z)
-
-    def reconstruct(self, images):
-        """The decoding of the posterior mean of images in [0, 1]: deterministic, in [0, 1]."""
-        return self.decode(self.encode(images)[0])
-
-    def interpolate(self, images_a, images_b, steps):
-        """Images decoded at `steps` evenly spaced points from each image's posterior mean to its partner's.
-
-        Args:
-            images_a, images_b: Images in [0, 1], [batch, H, W, C], the same batch size.
-            steps: Points per pair, at least 2 (both ends included).
-
-        Returns:
-            [batch, steps, H, W, C]: step 0 decodes the mean of `images_a`, the last that of `images_b`.
-
-        Raises:
-            ValueError: for fewer than 2 steps, or batches of different sizes (checked when known).
-        """
-        if isinstance(steps, (int, np.integer)) and (isinstance(steps, bool) or steps < 2):
-            raise ValueError(f"steps must be a whole number, at least 2; got {steps!r}.")
-        mean_a, mean_b = self.encode(images_a)[0], self.encode(images_b)[0]
-        _check_same_batch({"images_a": mean_a, "images_b": mean_b})
-        weights = tf.linspace(0.0, 1.0, steps)[None, :, None]
-        z = (1.0 - weights) * mean_a[:, None] + weights * mean_b[:, None]
-        images = self.decode(tf.reshape(z, [-1, self.latent_dim]))
-        return tf.reshape(images, tf.concat([tf.shape(z)[:2], self.image_shape], 0))
-
-    def analogy(self, images_a, images_b, images_c):
-        """Completes "a is to b as c is to ?": decodes mean(c) + mean(b) - mean(a) of the posteriors.
-
-        Args:
-            images_a, images_b, images_c: Images in [0, 1], [batch, H, W, C], the same batch size.
-
-        Raises:
-            ValueError: for batches of different sizes (checked when known).
-        """
-        means = {name: self.encode(images)[0] for name, images in
-                 (("images_a", images_a), ("images_b", images_b), ("images_c", images_c))}
-        _check_same_batch(means)
-        return self.decode(means["images_c"] + means["images_b"] - means["images_a"])
-
-    def call(self, images, training=False):
+    def call(self, images, labels=None, training=False):
         """The logits of a reconstruction through one random posterior sample (see the class doc)."""
-        mean, log_var = self.encoder(images, training=training)
-        return self.decoder(self.sampling([mean, log_var]), training=training)
+        images = tf.convert_to_tensor(images)  # Keras calls networks on lists of tensors only
+        labels = checked_labels(labels, self.classes, tf.shape(images)[0])
+        mean, log_var = self._encoded(images, labels, training)
+        return self._logits(self.sampling([mean, log_var]), labels, training)
 
-    def per_example_losses(self, images, training=False):
-        """Returns (loss, reconstruction, kl), each of shape [batch], in float32 nats."""
-        mean, log_var = self.encoder(images, training=training)
-        logits = self.decoder(self.sampling([mean, log_var]), training=training)
-        reconstruction = self._reconstruction(images, logits)
-        kl = kl_divergence(mean, log_var)
-        return reconstruction + ops.cast(self.kl_weight, "float32") * kl, reconstruction, kl
+    def per_example_losses(self, images, labels=None, training=False):
+        """Returns (loss, reconstruction, kl), each of shape [batch], in float32 nats.
+
+        `loss` is the negative of the bound `bound` names; for objective "iwae" the reconstruction and
+        the (Monte Carlo) KL are averages over the K samples.
+        """
+        images = tf.convert_to_tensor(images)  # Keras calls networks on lists of tensors only
+        return self._per_example(images, checked_labels(labels, self.classes, tf.shape(images)[0]), training)
+
+    def _per_example(self, images, labels, training):
+        mean, log_var = self._encoded(images, labels, training)
+        kl_weight = ops.cast(self.kl_weight, "float32")
+        if self._closed_form_kl:
+            logits = self._logits(self.sampling([mean, log_var]), labels, training)
+            reconstruction = self._reconstruction(images, logits)
+            if self.prior == "class":
+                kl = priors.gaussian_kl(mean, log_var, *self.class_prior.parameters(labels))
+            else:
+                kl = kl_divergence(mean, log_var)
+            return reconstruction + kl_weight * kl, reconstruction, kl
+        samples = self.iw_samples
+        eps = self.sampling.noise(mean, samples)  # [K, batch, latent]
+        z = mean + ops.exp(0.5 * log_var) * eps
+        # Row k * batch + b of the flattened samples belongs to example b, as do the tiled inputs.
+        flat_z = ops.reshape(z, (-1, self.latent_dim))
+        tiled = tf.tile(images, tf.concat([[samples], tf.ones([tf.rank(images) - 1], tf.int32)], 0))
+        flat_labels = None if labels is None else tf.tile(labels, [samples])
+        log_likelihood = -self._reconstruction(tiled, self._logits(flat_z, flat_labels, training))
+        return objectives.importance_weighted(
+            ops.reshape(log_likelihood, (samples, -1)), self._log_prior(z, labels, training),
+            objectives.log_posterior(eps, log_var), kl_weight)
 
     def _update_metrics(self, loss, reconstruction, kl):
         # Mean over per-example values: the metric variables sum across replicas when read, so the
@@ -225,16 +171,24 @@ class VAE(keras.Model):
         self.kl_tracker.update_state(kl)
         return {m.name: m.result() for m in self.metrics}
 
-    @staticmethod
-    def _images(data):
-        """The images of a batch in [0, 1]; uint8 batches (the training pipeline's) are scaled here."""
+    def _batch(self, data):
+        """(images in [0, 1], checked labels or None) of a batch; uint8 images (the training
+        pipeline's) are scaled here. A model that is not conditional ignores labels (`fit(x, y)`)."""
         images = data[0] if isinstance(data, (tuple, list)) else data
-        return to_unit_interval(images) if images.dtype == tf.uint8 else images
+        images = to_unit_interval(images) if images.dtype == tf.uint8 else images
+        if self.classes is None:
+            return images, None
+        labels = data[1] if isinstance(data, (tuple, list)) and len(data) > 1 else None
+        if labels is None:
+            raise ValueError("A class-conditional model trains and evaluates on (images, labels) batches "
+                             "(`fit(images, labels)`, a data source's `dataset()` with labels=True); "
+                             "got batches of images alone. Received: labels=None.")
+        return images, checked_labels(labels, self.classes, tf.shape(images)[0])
 
-    def _gradients(self, images, count):
+    def _gradients(self, images, labels, count):
         """This replica's gradients of its share of the global mean loss, and its per-example losses."""
         with tf.GradientTape() as tape:
-            losses = self.per_example_losses(images, training=True)
+            losses = self._per_example(images, labels, training=True)
             # scale_loss is the identity except under a LossScaleOptimizer (float16 training).
             objective = self.optimizer.scale_loss(ops.sum(losses[0]) / count)
         return tape.gradient(objective, self.trainable_variables), losses
@@ -243,20 +197,21 @@ class VAE(keras.Model):
         """One optimizer step on a batch (this replica's part of it under tf.distribute).
 
         Args:
-            data: Images, or a tuple whose first element is the images.
+            data: Images, or a tuple whose first element is the images (and second the labels, for
+                a class-conditional model).
             global_batch_size: The size of every global batch, from a caller that feeds only full
                 batches (the `Trainer`): then counting the examples needs no cross-replica sum.
                 Without it (e.g. under `Model.fit`, whose last batch may be partial) they are counted.
         """
-        images = self._images(data)
+        images, labels = self._batch(data)
         count = float(global_batch_size) if global_batch_size else _global_count(images)
         gradients_of = self._xla_gradients if self.jit_compile else self._gradients
-        gradients, losses = gradients_of(images, count)
+        gradients, losses = gradients_of(images, labels, count)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
         return self._update_metrics(*losses)
 
     def test_step(self, data):
-        return self._update_metrics(*self.per_example_losses(self._images(data)))
+        return self._update_metrics(*self._per_example(*self._batch(data), training=False))
 
     def fit(self, x=None, y=None, *args, steps_per_epoch=None, **kwargs):
         """`keras.Model.fit`, refusing an endless dataset without `steps_per_epoch`.
@@ -277,6 +232,11 @@ class VAE(keras.Model):
             "likelihood": self.likelihood,
             "beta": self.beta,
             "seed": self.seed,
+            "classes": None if self.classes is None else list(self.classes),
+            "objective": self.objective,
+            "iw_samples": self.iw_samples,
+            "prior": self.prior,
+            "pseudo_inputs": self.pseudo_inputs,
         }
 
     @classmethod
@@ -288,13 +248,30 @@ class VAE(keras.Model):
 
 
 def build_vae(arch, image_shape, latent_dim=20, hidden_dim=400, likelihood="bernoulli", beta=1.0,
-              seed=None):
-    """Builds a VAE for images of `image_shape`; see `build_encoder` and `build_decoder`."""
+              seed=None, *, classes=None, objective="elbo", iw_samples=1, prior=None, pseudo_inputs=None):
+    """Builds a VAE for images of `image_shape`; see `build_encoder`, `build_decoder` and `VAE`.
+
+    The defaults build the classic model: unconditional, trained on the ELBO, prior N(0, I).
+
+    Raises:
+        UserError: for an unknown architecture, objective or prior, images the architecture cannot
+            take, or options that do not go together (e.g. prior="vamp" with `classes`).
+    """
+    # Checked before the networks are built, so that nothing is built for options that do not go together.
+    names = class_names(classes)
+    objectives.check_objective(objective, iw_samples)
+    priors.check_prior(prior, names, pseudo_inputs)
+    count = None if names is None else len(names)
     return VAE(
-        build_encoder(arch, image_shape, latent_dim, hidden_dim),
-        build_decoder(arch, image_shape, latent_dim, hidden_dim),
+        build_encoder(arch, image_shape, latent_dim, hidden_dim, count),
+        build_decoder(arch, image_shape, latent_dim, hidden_dim, count),
         likelihood=likelihood,
         beta=beta,
         seed=seed,
+        classes=names,
+        objective=objective,
+        iw_samples=iw_samples,
+        prior=prior,
+        pseudo_inputs=pseudo_inputs,
         name="vae",
     )

@@ -31,6 +31,17 @@ class KLWarmup(keras.callbacks.Callback):
         self.model.kl_weight.assign(self.model.beta * fraction)
 
 
+def prior_samples(model, count, seed):
+    """(images, columns) of a grid of the model's samples for `seed`: `count` images in a near-square
+    grid, or for a class-conditional model one row per class, count // classes images wide."""
+    classes = getattr(model, "classes", None)
+    if classes is None:
+        return keras.ops.convert_to_numpy(model.sample(count, seed=seed)), None
+    columns = max(1, count // len(classes))
+    labels = np.repeat(np.arange(len(classes), dtype=np.int32), columns)
+    return keras.ops.convert_to_numpy(model.sample(len(labels), seed=seed, labels=labels)), columns
+
+
 class _EveryNEpochs(keras.callbacks.Callback):
     """Acts after every `every`-th epoch and after the last one (from the `epochs` training param)."""
 
@@ -44,7 +55,8 @@ class _EveryNEpochs(keras.callbacks.Callback):
 
 
 class SampleGrid(_EveryNEpochs):
-    """Writes `directory/epoch_NNN.png`, a grid of `VAE.sample(count, seed)`, every `every` epochs.
+    """Writes `directory/epoch_NNN.png`, a grid of `VAE.sample(count, seed)`, every `every` epochs
+    (of a class-conditional model: one row per class, see `prior_samples`).
 
     A fixed seed decodes the same latents each time, so the grids show how training changes them.
     """
@@ -57,8 +69,8 @@ class SampleGrid(_EveryNEpochs):
 
     def on_epoch_end(self, epoch, logs=None):
         if self._due(epoch):
-            samples = keras.ops.convert_to_numpy(self.model.sample(self.count, seed=self.seed))
-            save_image_grid(samples, self.directory / f"epoch_{epoch + 1:03d}.png")
+            samples, columns = prior_samples(self.model, self.count, self.seed)
+            save_image_grid(samples, self.directory / f"epoch_{epoch + 1:03d}.png", columns)
 
 
 class TensorBoardImages(_EveryNEpochs):
@@ -72,12 +84,14 @@ class TensorBoardImages(_EveryNEpochs):
         images: A few images in [0, 1], [n, H, W, C]: shown above their reconstructions.
         every: Epochs between pictures.
         seed: Seed of the sample latents, fixed for the whole run.
+        labels: The images' labels [n], for a class-conditional model.
     """
 
-    def __init__(self, log_dir, images, every=5, seed=0):
+    def __init__(self, log_dir, images, every=5, seed=0, labels=None):
         super().__init__(every)
         self.log_dir = Path(log_dir)
         self.images = np.asarray(images, np.float32)
+        self.labels = labels
         self.seed = seed
         self._writer = None
 
@@ -87,11 +101,12 @@ class TensorBoardImages(_EveryNEpochs):
     def on_epoch_end(self, epoch, logs=None):
         if not self._due(epoch):
             return
-        samples = keras.ops.convert_to_numpy(self.model.sample(SAMPLE_GRID_SIZE, seed=self.seed))
-        reconstructions = keras.ops.convert_to_numpy(self.model.reconstruct(self.images))
+        samples, columns = prior_samples(self.model, SAMPLE_GRID_SIZE, self.seed)
+        labels = () if self.labels is None else (self.labels,)
+        reconstructions = keras.ops.convert_to_numpy(self.model.reconstruct(self.images, *labels))
         pairs = np.concatenate([self.images, reconstructions])
         with self._writer.as_default(step=epoch + 1):
-            tf.summary.image("samples", image_grid(samples)[None])
+            tf.summary.image("samples", image_grid(samples, columns)[None])
             tf.summary.image("reconstructions", image_grid(pairs, len(self.images))[None])
         self._writer.flush()
 
