@@ -174,12 +174,16 @@ class ServingModule(tf.Module):
         examples: {signature name in the SavedModel: {input name: example array}}.
         eager: {signature name in the SavedModel: the same Python function, run eagerly}: the
             in-memory model that the export is checked against, on another path than the graph.
+        half_precision: Whether some layer computes in 16 bits (mixed precision), where the eager and
+            the graph path may round differently.
     """
 
     def __init__(self, vae, model, rng):
         super().__init__()
         # Track the raw tf.Variables, not the Keras objects: the SavedModel then needs only TensorFlow.
         self.model_variables = [v.value for part in NETWORKS[model] for v in getattr(vae, part).variables]
+        self.half_precision = any(layer.compute_dtype in ("float16", "bfloat16")
+                                  for part in NETWORKS[model] for layer in getattr(vae, part).layers)
         python_functions, graphs = signature_functions(vae), {}
         self.functions, self.examples, self.eager = {}, {}, {}
         for key, signature in table.of_model(model).items():
