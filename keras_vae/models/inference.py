@@ -90,8 +90,7 @@ class Inference:
         if not (isinstance(temperature, (int, float)) and temperature == 1):
             z = tf.cast(temperature, tf.float32) * z
         if self.prior == "class":
-            mean, log_var = self.class_prior.parameters(labels)
-            z = mean + tf.exp(0.5 * log_var) * z
+            z = self.class_prior.draw(z, labels)
         elif self.prior == "vamp":
             means, log_vars = self._components()
             key = tf.stack([tf.cast(seed, tf.int64), tf.constant(COMPONENT_STREAM, tf.int64)])
@@ -152,7 +151,7 @@ class Inference:
 
     def _log_prior(self, z, labels, training=False):
         if self.prior == "class":
-            return priors.log_normal(z, *self.class_prior.parameters(labels))
+            return self.class_prior.log_density(z, labels)
         if self.prior == "vamp":
             return priors.log_mixture(z, *self._components(training))
         return priors.log_standard_normal(z)

@@ -1,7 +1,7 @@
 """The priors p(z) a VAE can learn against, and the Gaussian densities they are made of.
 
-`normal`: N(0, I), today's prior, with no weights. `class`: a learned Gaussian per class,
-p(z | y) = N(mean_y, diag exp(log_var_y)), for class-conditional models. `vamp`: the VampPrior of
+`normal`: N(0, I), today's prior, with no weights. `class`: a learned Gaussian per class with a
+full covariance, p(z | y) = N(mean_y, L_y L_y^T), for class-conditional models. `vamp`: the VampPrior of
 Tomczak and Welling (2018), p(z) = 1/M sum_m q(z | u_m), a mixture of the encoder's posteriors of M
 learned pseudo-inputs u_m. Every density here is in nats, summed over the latent dimensions and
 computed in float32.
@@ -27,25 +27,10 @@ PSEUDO_INPUT_LOGIT_STDDEV = 0.2
 PSEUDO_INPUT_MARGIN = 0.05
 
 
-def log_normal(z, mean, log_var):
-    """log N(z; mean, diag exp(log_var)), summed over the last axis; the arguments broadcast."""
-    z, mean, log_var = (ops.cast(t, "float32") for t in (z, mean, log_var))
-    return -0.5 * ops.sum(ops.square(z - mean) * ops.exp(-log_var) + log_var + LOG_2PI, axis=-1)
-
-
 def log_standard_normal(z):
     """log N(z; 0, I), summed over the last axis."""
     z = ops.cast(z, "float32")
     return -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
-
-
-def gaussian_kl(mean, log_var, prior_mean, prior_log_var):
-    """KL(N(mean, exp(log_var)) || N(prior_mean, exp(prior_log_var))) in closed form, summed over the
-    last axis; with a prior of zeros it is `keras_vae.models.losses.kl_divergence`."""
-    mean, log_var, prior_mean, prior_log_var = (
-        ops.cast(t, "float32") for t in (mean, log_var, prior_mean, prior_log_var))
-    ratio = (ops.exp(log_var) + ops.square(mean - prior_mean)) * ops.exp(-prior_log_var)
-    return 0.5 * ops.sum(prior_log_var - log_var + ratio - 1.0, axis=-1)
 
 
 def log_mixture(z, means, log_vars):
@@ -105,15 +90,26 @@ def check_prior(prior, classes, pseudo_inputs):
 
 @keras.saving.register_keras_serializable(package="keras_vae")
 class ClassPrior(keras.layers.Layer):
-    """A learned Gaussian per class: p(z | y) = N(mean[y], diag exp(log_var[y])).
+    """A learned Gaussian per class with a full covariance: p(z | y) = N(mean[y], L[y] L[y]^T).
 
-    Both tables start at zero, so every class starts from N(0, I) and only training moves them
-    apart. Float32 whatever the global policy: the KL and the log-densities need the precision.
+    L[y], the Cholesky factor, is diag(exp(log_var[y] / 2)) plus the strictly lower triangle of
+    tril[y]: log_var are the log-variances the Gaussian would have without correlations, which tril
+    adds. The tables `mean`, `log_var` and `tril` hold these parameters divided by STEP_SCALE, so
+    that an optimizer's steps (Adam's are about the learning rate, whatever the gradient) move the
+    parameters STEP_SCALE times faster than the networks' weights: the prior then keeps up with the
+    class aggregates of the posteriors it is fitted to. Both choices decide whether samples at
+    temperature 1 show the asked class: the aggregates are correlated, and a diagonal prior, or one
+    that lags, puts samples where no posterior of the class goes, which the decoder turns into other
+    digits (docs/evaluation.md, "Class-conditional samples"). All tables start at zero, so every
+    class starts from N(0, I). Float32 whatever the global policy: the KL and the log-densities need
+    the precision.
 
     Args:
         classes: Number of classes.
         latent_dim: Dimensions of z.
     """
+
+    STEP_SCALE = 10.0
 
     def __init__(self, classes, latent_dim, **kwargs):
         kwargs.setdefault("dtype", "float32")
@@ -121,11 +117,50 @@ class ClassPrior(keras.layers.Layer):
         self.classes, self.latent_dim = classes, latent_dim
         self.mean = self.add_weight(shape=(classes, latent_dim), initializer="zeros", name="mean")
         self.log_var = self.add_weight(shape=(classes, latent_dim), initializer="zeros", name="log_var")
+        self.tril = self.add_weight(shape=(classes, latent_dim, latent_dim), initializer="zeros",
+                                    name="tril")
         self.built = True
 
     def parameters(self, labels):
-        """(mean, log_var) [..., latent_dim] of the classes `labels` (integers, any shape)."""
-        return ops.take(self.mean, labels, axis=0), ops.take(self.log_var, labels, axis=0)
+        """(mean [..., D], log_var [..., D], scale_tril [..., D, D]) of the classes `labels` (integers,
+        any shape): the covariance is scale_tril scale_tril^T, and log_var the log of its factor's
+        squared diagonal."""
+        log_var = self.STEP_SCALE * ops.take(self.log_var, labels, axis=0)
+        lower = self.STEP_SCALE * tf.linalg.band_part(ops.take(self.tril, labels, axis=0), -1, 0)
+        scale = tf.linalg.set_diag(lower - tf.linalg.band_part(lower, 0, 0), ops.exp(0.5 * log_var))
+        return self.STEP_SCALE * ops.take(self.mean, labels, axis=0), log_var, scale
+
+    def assign_parameters(self, mean, log_var, tril=None):
+        """Sets the parameters of every class: mean and log_var [classes, D], tril [classes, D, D]
+        (its strictly lower triangle is used; None: no correlations)."""
+        tril = tf.zeros(self.tril.shape) if tril is None else tril
+        for table, value in ((self.mean, mean), (self.log_var, log_var), (self.tril, tril)):
+            table.assign(tf.convert_to_tensor(value, tf.float32) / self.STEP_SCALE)
+
+    def log_density(self, z, labels):
+        """log p(z | y) [...] of latents z [..., D] and `labels` [...] (or broadcasting to them)."""
+        mean, log_var, scale = self.parameters(labels)
+        z = ops.cast(z, "float32")
+        scale = tf.broadcast_to(scale, tf.concat([tf.shape(z), tf.shape(z)[-1:]], 0))
+        # The Mahalanobis distance through L^-1 (z - mean); log |L L^T| = sum of log_var.
+        whitened = tf.linalg.triangular_solve(scale, (z - mean)[..., None], lower=True)[..., 0]
+        return -0.5 * ops.sum(ops.square(whitened) + log_var + LOG_2PI, axis=-1)
+
+    def kl(self, mean, log_var, labels):
+        """KL(N(mean, diag exp(log_var)) || p(z | y)) in closed form [batch], for posteriors [batch, D]:
+        (tr(S^-1 diag s) + |L^-1 (mean_y - mean)|^2 - D + log |S| - sum log s) / 2 with S = L L^T."""
+        mean, log_var = ops.cast(mean, "float32"), ops.cast(log_var, "float32")
+        prior_mean, prior_log_var, scale = self.parameters(labels)
+        scale = tf.broadcast_to(scale, tf.concat([tf.shape(mean), tf.shape(mean)[-1:]], 0))
+        columns = tf.linalg.triangular_solve(scale, tf.linalg.diag(ops.exp(0.5 * log_var)), lower=True)
+        offset = tf.linalg.triangular_solve(scale, (prior_mean - mean)[..., None], lower=True)[..., 0]
+        return 0.5 * (ops.sum(ops.square(columns), axis=(-2, -1)) + ops.sum(ops.square(offset), axis=-1)
+                      + ops.sum(prior_log_var - log_var - 1.0, axis=-1))
+
+    def draw(self, eps, labels):
+        """mean[y] + L[y] eps: latents of p(z | y) from standard normal noise eps [..., D]."""
+        mean, _, scale = self.parameters(labels)
+        return mean + ops.squeeze(ops.matmul(scale, ops.cast(eps, "float32")[..., None]), -1)
 
     def get_config(self):
         return {**super().get_config(), "classes": self.classes, "latent_dim": self.latent_dim}

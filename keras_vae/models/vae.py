@@ -147,7 +147,7 @@ class VAE(Inference, keras.Model):
             logits = self._logits(self.sampling([mean, log_var]), labels, training)
             reconstruction = self._reconstruction(images, logits)
             if self.prior == "class":
-                kl = priors.gaussian_kl(mean, log_var, *self.class_prior.parameters(labels))
+                kl = self.class_prior.kl(mean, log_var, labels)
             else:
                 kl = kl_divergence(mean, log_var)
             return reconstruction + kl_weight * kl, reconstruction, kl
