@@ -262,7 +262,12 @@ class SampleConfig(_Config):
 
     model_dir: str = _option("saved_models/decoder", "folder holding numbered decoder versions")
     version: int | None = _option(None, "decoder version to use (default: the latest)", minimum=1)
-    n: int = _option(64, "number of images", minimum=1)
+    n: int = _option(64, "number of images (of each class asked for, for a class-conditional model)",
+                     minimum=1)
+    label: str | None = _option(
+        None, "class-conditional models: the class to draw, by index or name, or 'all' for one row per "
+        "class (the default for them)"
+    )
     seed: int = _option(0, "seed for the latent draws", minimum=0)
     out: str = _option("samples.png", "PNG file to write")
     server: str | None = _option(
