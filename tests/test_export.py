@@ -101,6 +101,7 @@ def test_saved_model_cli_shows_and_runs_the_signatures(published, tiny_vae, tmp_
             (model, "logits"): ({"z": latent}, {"logits": images}),
             (model, "sample"): (n_seed, {"images": images}),
             (model, "sample_png"): (n_seed, {"png_bytes": ("DT_STRING", "()")}),
+            (model, "log_prior"): ({"z": latent}, {"log_prior": ("DT_FLOAT", "(-1)")}),
         })
     expected.update({
         ("vae", "serving_default"): ({"images": images}, codes),
@@ -215,9 +216,9 @@ def test_sample_is_deterministic_and_reconstruct_decodes_the_mean(published, tin
 
 
 def test_warmup_requests_match_the_signatures(published):
-    for model, names in (("decoder", ["serving_default", "logits", "sample", "sample_png"]),
+    for model, names in (("decoder", ["serving_default", "logits", "sample", "sample_png", "log_prior"]),
                          ("vae", ["serving_default", "decode", "logits", "sample", "sample_png", "encode",
-                                  "reconstruct", "interpolate", "analogy"])):
+                                  "reconstruct", "interpolate", "analogy", "log_prior"])):
         path = published / model / "1"
         assert (path / "assets.extra/tf_serving_warmup_requests").is_file()
         requests = exported.read_warmup(path)
