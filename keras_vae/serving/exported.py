@@ -162,6 +162,11 @@ def read_classes(version_path):
     return None if classes is None else tuple(classes)
 
 
+def _batch(examples):
+    """The number of examples of an array or a tensor (symbolic too, in the evaluation's graphs)."""
+    return tf.shape(examples)[0]
+
+
 class ExportedVAE:
     """One exported version of a VAE, loaded as deployed (`keras_vae.Autoencoder`).
 
@@ -217,14 +222,14 @@ class ExportedVAE:
         return self._run(signature, **inputs, **({} if labels is None else {"labels": labels}))
 
     def encode(self, images, labels=None):
-        outputs = self._labelled(table.ENCODE, len(images), labels, images=images)
+        outputs = self._labelled(table.ENCODE, _batch(images), labels, images=images)
         return tuple(outputs[name] for name in table.ENCODE.output_names())
 
     def decode_logits(self, z, labels=None):
-        return self._labelled(table.LOGITS, len(z), labels, z=z)[table.LOGITS.output()]
+        return self._labelled(table.LOGITS, _batch(z), labels, z=z)[table.LOGITS.output()]
 
     def decode(self, z, labels=None):
-        return self._labelled(table.DECODE, len(z), labels, z=z)[table.DECODE.output()]
+        return self._labelled(table.DECODE, _batch(z), labels, z=z)[table.DECODE.output()]
 
     def sample(self, n, seed=None, labels=None):
         """n images of the exported `sample` signature, as `keras_vae.VAE.sample` draws them (labels:
@@ -241,17 +246,17 @@ class ExportedVAE:
         return tf.gather(images, row * n + np.arange(n))
 
     def reconstruct(self, images, labels=None):
-        outputs = self._labelled(table.RECONSTRUCT, len(images), labels, images=images)
+        outputs = self._labelled(table.RECONSTRUCT, _batch(images), labels, images=images)
         return outputs[table.RECONSTRUCT.output()]
 
     def interpolate(self, images_a, images_b, steps, labels=None):
         """`keras_vae.VAE.interpolate`, by the exported `interpolate` signature."""
-        return self._labelled(table.INTERPOLATE, len(images_a), labels, images_a=images_a, images_b=images_b,
-                              steps=steps)[table.INTERPOLATE.output()]
+        return self._labelled(table.INTERPOLATE, _batch(images_a), labels, images_a=images_a,
+                              images_b=images_b, steps=steps)[table.INTERPOLATE.output()]
 
     def analogy(self, images_a, images_b, images_c, labels=None):
         """`keras_vae.VAE.analogy`, by the exported `analogy` signature."""
-        return self._labelled(table.ANALOGY, len(images_a), labels, images_a=images_a, images_b=images_b,
+        return self._labelled(table.ANALOGY, _batch(images_a), labels, images_a=images_a, images_b=images_b,
                               images_c=images_c)[table.ANALOGY.output()]
 
     def log_prior(self, z, labels=None):
@@ -260,6 +265,6 @@ class ExportedVAE:
         Exports before it had the N(0, I) prior, whose density is computed here.
         """
         if table.LOG_PRIOR not in self._functions:
-            checked_labels(labels, self.classes, len(z))
+            checked_labels(labels, self.classes, _batch(z))
             return priors.log_standard_normal(tf.convert_to_tensor(z, tf.float32))
-        return self._labelled(table.LOG_PRIOR, len(z), labels, z=z)[table.LOG_PRIOR.output()]
+        return self._labelled(table.LOG_PRIOR, _batch(z), labels, z=z)[table.LOG_PRIOR.output()]
