@@ -1,8 +1,8 @@
 """Exports of the model family (IWAE, VampPrior, class-conditional): signatures, labels, log_prior, the
 strict fakes, sample.py --label and evaluate.py on a conditional export.
 
-Each variant is published once for the module; the models are tiny and untrained, with prior weights
-set apart so that every class (and every pseudo-input) draws different images.
+Each variant is published once for the session (conftest.py `variants`): tiny untrained models, the
+class Gaussians set apart so that every class draws different images.
 """
 
 import json
@@ -17,36 +17,17 @@ import pytest
 import tensorflow as tf
 from test_export import _run_as_the_server_does
 
-from keras_vae import cli, publish, serving
+from conftest import CLASSES, FAMILY, LATENT, SHAPE
+from keras_vae import cli, serving
 from keras_vae.config import SampleConfig
 from keras_vae.images import encode_png, tile_images
-from keras_vae.models import build_vae
 from keras_vae.serving import functions
 from keras_vae.serving import sample as sampling
 from keras_vae.serving.exported import ExportedVAE
 from keras_vae.serving.signatures import MODELS, of_model
 
-SHAPE, LATENT = (28, 28, 1), 4
-CLASSES = tuple(f"digit {c}" for c in range(10))
-VARIANTS = {"iwae": {"objective": "iwae", "iw_samples": 3}, "vamp": {"prior": "vamp", "pseudo_inputs": 5},
-            "conditional": {"classes": CLASSES}}
-CONFIG = {"config.json": json.dumps({"likelihood": "bernoulli"}) + "\n"}
+VARIANTS = FAMILY
 F = np.float32
-
-
-@pytest.fixture(scope="module")
-def variants(tmp_path_factory):
-    """{name: (the VAE, its export root with version 1)}."""
-    rng = np.random.default_rng(0)
-    built = {}
-    for name, options in VARIANTS.items():
-        vae = build_vae("mlp", SHAPE, latent_dim=LATENT, hidden_dim=16, seed=0, **options)
-        if vae.class_prior is not None:
-            vae.class_prior.mean.assign(3 * rng.standard_normal((len(CLASSES), LATENT)))
-        root = tmp_path_factory.mktemp(name)
-        publish(root, vae, CONFIG)
-        built[name] = vae, root
-    return built
 
 
 @pytest.fixture(scope="module")
