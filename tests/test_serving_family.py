@@ -220,7 +220,7 @@ def test_evaluate_reports_the_conditional_nll_with_the_splits_labels(variants, i
     assert status == 0, printed
     results = json.loads((out / "evaluation.json").read_text())
     assert results["conditional"] and results["model"]["classes"] == list(CLASSES)
-    assert "-log p(x | y), importance-weighted (k=4)" in printed and "conditional on the labels" in printed
+    assert "NLL -log p(x | y) (k=4)" in printed and "conditional on the labels" in printed
     samples = tf.io.decode_png((out / "samples.png").read_bytes())
     assert samples.shape == (10 * 30 + 2, 6 * 30 + 2, 1)  # one row per class, 64 // 10 columns
     # Without labels, nothing to condition on: exit status 2, naming what is missing.

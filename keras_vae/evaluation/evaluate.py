@@ -78,7 +78,8 @@ def format_table(results):
     """The printed report: one line per number."""
     nats, errors = results["nats_per_image"], results["standard_error"]
     conditional = results.get("conditional")
-    nll = f"-log p(x{' | y' if conditional else ''}), importance-weighted (k={results['k']})"
+    nll = (f"NLL -log p(x | y) (k={results['k']})" if conditional else
+           f"NLL, importance-weighted (k={results['k']})")
     rows = [(f"negative ELBO (one sample{', given y' if conditional else ''})", "negative_elbo"),
             ("  reconstruction", "reconstruction"), ("  KL", "kl"), (nll, "nll")]
     lines = [f"{'':40s}{'nats/image':>12s}{'± s.e.':>10s}"]
