@@ -58,8 +58,9 @@ def signal_during_training(command, cwd, signum, when="Epoch 2/"):
 
 
 def test_a_signal_mid_run_backs_up_that_step_and_the_rerun_ends_as_an_uninterrupted_run(idx_dir, tmp_path):
-    # A class-conditional model (the default one resumes in the other tests), on the labels i % 10.
-    common = [*ARGS, "--data-dir", str(idx_dir), "--conditional"]
+    # A class-conditional model (the default one resumes in the other tests), on the labels i % 10,
+    # with its TensorBoard reconstructions of labelled images.
+    common = [*ARGS, "--data-dir", str(idx_dir), "--conditional", "--tensorboard"]
     # The reference also runs with op determinism on: on CPU it changes nothing and must not fail.
     plain = run_script("train.py", *common, "--deterministic", "--run-dir", "a", "--export-dir", "sa",
                        cwd=tmp_path)
