@@ -172,7 +172,8 @@ def variants(tmp_path_factory):
     for name, options in FAMILY.items():
         vae = build_vae("mlp", SHAPE, latent_dim=LATENT, hidden_dim=16, seed=0, **options)
         if vae.class_prior is not None:
-            vae.class_prior.mean.assign(3 * rng.standard_normal((len(CLASSES), LATENT)))
+            vae.class_prior.assign_parameters(3 * rng.standard_normal((len(CLASSES), LATENT)),
+                                              np.zeros((len(CLASSES), LATENT)))
         root = tmp_path_factory.mktemp(name)
         publish(root, vae, {"config.json": '{"likelihood": "bernoulli"}\n'})
         built[name] = vae, root
