@@ -1,17 +1,22 @@
 """Quality of the model family on real MNIST: -ELBO, importance-weighted NLL and active units per variant.
 
-    python benchmarks/quality.py --data-dir ../shared/data/mnist --variant mlp-vamp-iwae5
-    python benchmarks/quality.py --data-dir ../shared/data/mnist --select --variant conv-vamp --epochs 80
+    python benchmarks/quality.py --data-dir ~/data/mnist --select --variant conv-vamp   # choose
+    python benchmarks/quality.py --data-dir ~/data/mnist --variant mlp-vamp-iwae5       # report
 
-The protocol (docs/evaluation.md, "The model family"): the final mode trains on `test[:8000]` and
-reports on `test[8000:]`; options are chosen beforehand with `--select`, which trains on `test[:7000]`
-and measures on `test[7000:8000]`, and also reports the epoch with the best validation -ELBO and the
-NLL of the weights of that epoch. Prints one machine-readable line per variant, e.g.
-    mode=final variant=mlp-vamp options="--prior vamp --pseudo-inputs 500" epochs=100 neg_elbo=...
-    nll=... nll_se=... active_units=... latent_dim=20 train_minutes=... images_per_s=... eval_minutes=...
-Grey-level pixels, Bernoulli likelihood, batch 128, Adam 1e-3, seed 0, as `train.py` defaults.
-A VampPrior's pseudo-inputs start as M training images drawn at random (Tomczak and Welling's
-initialisation from data).
+The protocol (docs/evaluation.md, "The model family"): options are chosen with `--select`, which
+trains on `test[:7000]`, validates every epoch on `test[7000:8000]`, stops after `--patience` epochs
+without a better validation -ELBO and measures the weights of the best epoch there; the final mode
+trains the chosen options on `test[:8000]` (validating on its first 1,000 images) and measures
+`test[8000:]` once. `--k 0 --checkpoint-dir D` trains only, saving the weights every 5 epochs, and
+`--weights D/VARIANT-E.weights.h5 --epochs E` measures one of them: a final run can then go on while
+the selection run that fixes its epochs is still training. One machine-readable line per variant:
+    mode=final variant=mlp-vamp options="--prior vamp --pseudo-inputs 500" epochs=150 train_minutes=...
+    images_per_s=... neg_elbo=... neg_elbo_se=... nll=... nll_se=... k=1000 bits_per_dim=...
+    active_units=... latent_dim=20 eval_minutes=...
+then the validation -ELBO (the loss) of every epoch. Grey-level pixels, Bernoulli likelihood, batch
+128, Adam 1e-3, seed 0: `train.py`'s defaults. A VampPrior's pseudo-inputs start as M training images
+drawn at random (Tomczak and Welling's initialisation from data). Active units: Burda et al.'s
+criterion, Cov_x(E_q[z]) > 0.01.
 """
 
 import argparse
@@ -24,23 +29,21 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# Each variant: the build_vae arguments, its command-line options (for the table), epochs, KL warm-up.
+# Each variant: the build_vae arguments, its train.py options (for the table) and its epochs.
 VARIANTS = {
-    "mlp-elbo": ({"arch": "mlp"}, "--arch mlp", 150, 0),
+    "mlp-elbo": ({"arch": "mlp"}, "--arch mlp", 150),
     "mlp-iwae5": ({"arch": "mlp", "objective": "iwae", "iw_samples": 5},
-                  "--objective iwae --iw-samples 5", 150, 0),
+                  "--objective iwae --iw-samples 5", 150),
     "mlp-iwae10": ({"arch": "mlp", "objective": "iwae", "iw_samples": 10},
-                   "--objective iwae --iw-samples 10", 150, 0),
+                   "--objective iwae --iw-samples 10", 150),
     "mlp-vamp": ({"arch": "mlp", "prior": "vamp", "pseudo_inputs": 500},
-                 "--prior vamp --pseudo-inputs 500", 150, 0),
+                 "--prior vamp --pseudo-inputs 500", 150),
     "mlp-vamp-iwae5": ({"arch": "mlp", "prior": "vamp", "pseudo_inputs": 500, "objective": "iwae",
                         "iw_samples": 5}, "--prior vamp --pseudo-inputs 500 --objective iwae --iw-samples 5",
-                       100, 0),
-    "conv-elbo": ({"arch": "conv"}, "--arch conv", 65, 0),
+                       100),
+    "conv-elbo": ({"arch": "conv"}, "--arch conv", 65),
     "conv-vamp": ({"arch": "conv", "prior": "vamp", "pseudo_inputs": 500},
-                  "--arch conv --prior vamp --pseudo-inputs 500", 65, 0),
-    "conv-vamp-warmup": ({"arch": "conv", "prior": "vamp", "pseudo_inputs": 500},
-                         "--arch conv --prior vamp --pseudo-inputs 500 --kl-warmup-epochs 10", 65, 10),
+                  "--arch conv --prior vamp --pseudo-inputs 500", 65),
 }
 SPLITS = {"select": ("test[:7000]", "test[7000:8000]"), "final": ("test[:8000]", "test[8000:]")}
 BATCH_SIZE = 128
@@ -102,9 +105,9 @@ def run_variant(variant, mode, data_dir, epochs, k, patience, checkpoint_dir=Non
     """Trains `variant` on the mode's training split (or loads its `weights` after `epochs` epochs)
     and measures it on its evaluation split (k = 0: not at all)."""
     from keras_vae import data
-    from keras_vae.training import KLWarmup, Trainer, distribute
+    from keras_vae.training import Trainer, distribute
 
-    _, options, default_epochs, warmup = VARIANTS[variant]
+    _, options, default_epochs = VARIANTS[variant]
     epochs = epochs or default_epochs
     train_split, eval_split = SPLITS[mode]
     train_images, _ = data.load_split(train_split, data_dir=data_dir)
@@ -115,9 +118,8 @@ def run_variant(variant, mode, data_dir, epochs, k, patience, checkpoint_dir=Non
     if weights is not None:
         model.load_weights(weights)
         return line | evaluated(model, eval_images, k)
-    callbacks = [KLWarmup(warmup)] if warmup else []
     best = best_weights(patience) if mode == "select" else None
-    callbacks += [best] if best else []
+    callbacks = [best] if best else []
     callbacks += [checkpoints(checkpoint_dir, variant)] if checkpoint_dir else []
     # The final mode validates on training images: test[8000:] is measured once, at the end.
     validation = eval_images if mode == "select" else train_images[:1000]
@@ -143,8 +145,9 @@ def evaluated(model, images, k):
     start = time.perf_counter()
     results = evaluate_vae(model, images, k=k)
     nats, errors = results["nats_per_image"], results["standard_error"]
-    return {"neg_elbo": round(nats["negative_elbo"], 2), "nll": round(nats["nll"], 2),
-            "nll_se": round(errors["nll"], 2), "k": k, "active_units": results["active_units"],
+    return {"neg_elbo": round(nats["negative_elbo"], 2), "neg_elbo_se": round(errors["negative_elbo"], 2),
+            "nll": round(nats["nll"], 2), "nll_se": round(errors["nll"], 2), "k": k,
+            "bits_per_dim": round(results["bits_per_dim"], 4), "active_units": results["active_units"],
             "latent_dim": model.latent_dim, "eval_minutes": round((time.perf_counter() - start) / 60, 1)}
 
 
