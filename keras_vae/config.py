@@ -303,3 +303,27 @@ class EvaluateConfig(_DataConfig):
         super().validate()
         if self.split is None:
             object.__setattr__(self, "split", self.default_split(1))
+
+
+
+@dataclasses.dataclass(frozen=True)
+class ExploreConfig(_DataConfig):
+    """Serve a page to explore an exported VAE: samples, the latent map, traversals, interpolations."""
+
+    export_dir: str = _option("saved_models", "export root holding vae/<version>/ (with --server: for facts)")
+    version: int | None = _option(None, "version (default: the latest, or the one served now)", minimum=1)
+    server: str | None = _option(None, "relay to the 'vae' model of this TensorFlow Serving REST API (e.g. "
+                                 "http://localhost:8501), pinned to one version, instead of --export-dir")
+    split: str | None = _option(None, "split whose posterior means make the map (default: 'test', or "
+                                "'train[90%:]' of an --image-dir)")
+    map_points: int = _option(2000, "images of --split on the map (its first ones)", minimum=1)
+    host: str = _option("127.0.0.1", "interface to listen on; any but the loopback opens the page, without "
+                        "authentication, to the network")
+    port: int = _option(8600, "port to listen on (0: any free one)", minimum=0)
+    max_samples: int = _option(256, "the largest sample grid one request may ask for", minimum=1)
+    max_steps: int = _option(64, "the most points one interpolation may ask for", minimum=2)
+    max_upload_bytes: int = _option(2_000_000, "the largest request body (an uploaded picture)", minimum=1024)
+
+    def validate(self):
+        super().validate()
+        SampleConfig.validate(self)  # the same --server check

@@ -1,0 +1,140 @@
+"""The model behind the page: an exported version loaded here, or a version served by TensorFlow Serving.
+
+Both answer in NumPy float32 and raise `ApiError` for what the page asks wrongly (400) or cannot get
+(502), so the page's server treats them alike. A served model is pinned to one version for the whole
+life of the page: the map, the traversals and the interpolations all come from one training.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_vae.errors import ServingError, UserError
+from keras_vae.serving.clients import RestClient, trim_message
+from keras_vae.serving.exported import ExportedVAE, read_json, version_dir
+from keras_vae.serving.sessions import PinnedSession, VersionGone, highest_available
+from keras_vae.serving.signatures import DECODE, ENCODE, INTERPOLATE, SAMPLE
+
+SERVABLE = "vae"
+# What the facts show of an export's config.json.
+CONFIG_FACTS = ("arch", "latent_dim", "hidden_dim", "likelihood", "beta", "dataset", "epochs", "binarize")
+
+
+class ApiError(Exception):
+    """A request the page's server answers with `status` and {"error": message}."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+def version_facts(path):
+    """The facts of a version folder: its training options and its last epoch's validation metrics."""
+    config = read_json(path / "config.json") or {}
+    final = (read_json(path / "metrics.json") or {}).get("final") or {}
+    return {"options": {key: config[key] for key in CONFIG_FACTS if key in config},
+            "validation": {key.removeprefix("val_"): value for key, value in final.items()
+                           if key.startswith("val_")}}
+
+
+def _labels(label, count):
+    """int32 labels [count] of one class, or None for an unconditional request."""
+    return None if label is None else np.full([count], label, np.int32)
+
+
+class LocalModel:
+    """An exported version loaded in this process (`ExportedVAE`), exactly as deployed.
+
+    Args:
+        export_dir: The export root.
+        version: The version (default: the latest).
+
+    Raises:
+        UserError: if there is no such version or it is damaged.
+    """
+
+    def __init__(self, export_dir, version=None):
+        self.model = ExportedVAE(export_dir, version)
+        self.version, self.image_shape = self.model.version, tuple(self.model.image_shape)
+        self.latent_dim = int(self.model.latent_dim)
+        self.classes = getattr(self.model, "classes", None)
+        self.source = str(self.model.path.parent.parent)
+        self.facts = version_facts(self.model.path)
+
+    def _run(self, method, *args, labels=None):
+        extra = () if labels is None else (labels,)
+        try:
+            return np.asarray(method(*args, *extra), np.float32)
+        except tf.errors.InvalidArgumentError as error:
+            raise ApiError(400, trim_message(error.message))
+
+    def sample(self, n, seed, label=None):
+        return self._run(self.model.sample, n, seed, labels=_labels(label, 1))
+
+    def encode(self, images, labels=None):
+        return self._run(lambda x, *y: self.model.encode(x, *y)[0], images, labels=labels)
+
+    def decode(self, z, label=None):
+        return self._run(self.model.decode, z, labels=_labels(label, len(z)))
+
+    def interpolate(self, images_a, images_b, steps, label=None):
+        return self._run(self.model.interpolate, images_a, images_b, steps, labels=_labels(label, 1))[0]
+
+
+class ServedModel:
+    """The `vae` model of a TensorFlow Serving REST API, every call pinned to one version.
+
+    The image shape and latent size come from one `sample` and one `encode` call; the training facts
+    from the version's folder in `export_dir`, when this machine holds it (the folder the server
+    serves from).
+
+    Args:
+        url: The server's REST address.
+        version: The version to pin (default: the one served now).
+        export_dir: An export root to read the version's config.json and metrics.json from, if there.
+
+    Raises:
+        ServingError: if the server cannot be reached, does not serve the version, or refuses.
+    """
+
+    def __init__(self, url, version=None, export_dir=None):
+        client = RestClient(url)
+        if version is None:
+            version = highest_available(SERVABLE, client.status(SERVABLE))
+        else:
+            client.status(SERVABLE, version)  # a clear error now, not at the first slider move
+        self.session = PinnedSession(client, SERVABLE, version)
+        self.version, self.source = version, client.model_url(SERVABLE, version)
+        probe = self.sample(1, 0)
+        self.image_shape = tuple(probe.shape[1:])
+        self.latent_dim = int(self.encode(probe).shape[-1])
+        self.classes = None
+        try:
+            self.facts = version_facts(version_dir(f"{export_dir}/{SERVABLE}", version))
+        except UserError:
+            self.facts = {"options": {}, "validation": {},
+                          "note": f"{export_dir}/{SERVABLE}/{version} is not on this machine: the server "
+                                  "does not send a version's training options or metrics."}
+
+    def _predict(self, signature, inputs, output):
+        try:
+            outputs = self.session.predict(inputs, signature.key(SERVABLE))
+        except VersionGone as error:
+            raise ApiError(502, f"{error} Restart the explorer to explore the version served now.")
+        except ServingError as error:
+            # The server's 4xx answers are about the request; anything else is the server's trouble.
+            bad_request = isinstance(error.status, int) and 400 <= error.status < 500
+            raise ApiError(400 if bad_request else 502, str(error))
+        return np.asarray(outputs[output] if isinstance(outputs, dict) else outputs, np.float32)
+
+    def sample(self, n, seed, label=None):
+        return self._predict(SAMPLE, {"n": n, "seed": seed}, SAMPLE.output())
+
+    def encode(self, images, labels=None):
+        return self._predict(ENCODE, {"images": images}, ENCODE.output())
+
+    def decode(self, z, label=None):
+        return self._predict(DECODE, {"z": z}, DECODE.output())
+
+    def interpolate(self, images_a, images_b, steps, label=None):
+        inputs = {"images_a": images_a, "images_b": images_b, "steps": steps}
+        return self._predict(INTERPOLATE, inputs, INTERPOLATE.output())[0]
