@@ -136,8 +136,9 @@ function showFacts() {
 const drawSamples = live(async () => {
   const answer = await api("sample", {n: Number($("n").value), seed: Number($("seed").value),
                                       label: label()});
-  paint($("samples"), answer.images, 0, Math.max(1, Math.floor(360 / (answer.images.shape[2] + GAP) /
-                                                 Math.ceil(Math.sqrt(answer.images.shape[0])))));
+  const columns = Math.ceil(Math.sqrt(answer.images.shape[0]));
+  const width = columns * (answer.images.shape[2] + GAP) + GAP;
+  paint($("samples"), answer.images, columns, Math.max(1, Math.floor(520 / width)));
 });
 
 function colour(index) {
@@ -197,6 +198,16 @@ async function loadMap() {
   $("map-caption").textContent = `posterior means of ${atlas.count} images, first two principal ` +
     `components (${first}, ${second} of the variance); point to decode, click to pick the nearest image`;
   drawMap();
+  const legend = $("legend");
+  legend.replaceChildren();
+  if (atlas.labels && atlas.classes) {
+    atlas.classes.forEach((name, index) => {
+      const key = document.createElement("span");
+      key.style.setProperty("--colour", colour(index));
+      key.textContent = name;
+      legend.append(key);
+    });
+  }
 }
 
 const decodePoint = live(async (point) => {
