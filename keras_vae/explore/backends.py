@@ -37,8 +37,8 @@ def version_facts(path):
 
 
 def _labels(label, count):
-    """int32 labels [count] of one class, or None for an unconditional request."""
-    return None if label is None else np.full([count], label, np.int32)
+    """{"labels": int32 [count] of one class} for a conditional request, {} for an unconditional one."""
+    return {} if label is None else {"labels": np.full([count], label, np.int32)}
 
 
 class LocalModel:
@@ -61,23 +61,23 @@ class LocalModel:
         self.facts = version_facts(self.model.path)
 
     def _run(self, method, *args, labels=None):
-        extra = () if labels is None else (labels,)
+        """`method(*args)`, with `labels` (one class for all examples, or one per example) if given."""
         try:
-            return np.asarray(method(*args, *extra), np.float32)
+            return np.asarray(method(*args, **({} if labels is None else {"labels": labels})), np.float32)
         except tf.errors.InvalidArgumentError as error:
             raise ApiError(400, trim_message(error.message))
 
     def sample(self, n, seed, label=None):
-        return self._run(self.model.sample, n, seed, labels=_labels(label, 1))
+        return self._run(self.model.sample, n, seed, labels=label)
 
     def encode(self, images, labels=None):
-        return self._run(lambda x, *y: self.model.encode(x, *y)[0], images, labels=labels)
+        return self._run(lambda *args, **label: self.model.encode(*args, **label)[0], images, labels=labels)
 
     def decode(self, z, label=None):
-        return self._run(self.model.decode, z, labels=_labels(label, len(z)))
+        return self._run(self.model.decode, z, labels=label)
 
     def interpolate(self, images_a, images_b, steps, label=None):
-        return self._run(self.model.interpolate, images_a, images_b, steps, labels=_labels(label, 1))[0]
+        return self._run(self.model.interpolate, images_a, images_b, steps, labels=label)[0]
 
 
 class ServedModel:
@@ -126,15 +126,18 @@ class ServedModel:
             raise ApiError(400 if bad_request else 502, str(error))
         return np.asarray(outputs[output] if isinstance(outputs, dict) else outputs, np.float32)
 
+    # A conditional export's signatures take int32 `labels`: one per example, and for `sample` the
+    # classes asked (n images of each).
     def sample(self, n, seed, label=None):
-        return self._predict(SAMPLE, {"n": n, "seed": seed}, SAMPLE.output())
+        return self._predict(SAMPLE, {"n": n, "seed": seed, **_labels(label, 1)}, SAMPLE.output())
 
     def encode(self, images, labels=None):
-        return self._predict(ENCODE, {"images": images}, ENCODE.output())
+        extra = {} if labels is None else {"labels": np.asarray(labels, np.int32)}
+        return self._predict(ENCODE, {"images": images, **extra}, ENCODE.output())
 
     def decode(self, z, label=None):
-        return self._predict(DECODE, {"z": z}, DECODE.output())
+        return self._predict(DECODE, {"z": z, **_labels(label, len(z))}, DECODE.output())
 
     def interpolate(self, images_a, images_b, steps, label=None):
-        inputs = {"images_a": images_a, "images_b": images_b, "steps": steps}
+        inputs = {"images_a": images_a, "images_b": images_b, "steps": steps, **_labels(label, len(images_a))}
         return self._predict(INTERPOLATE, inputs, INTERPOLATE.output())[0]
