@@ -30,7 +30,8 @@ from keras_vae.serving import signatures as table  # noqa: E402 (after the path 
 
 # (servable, signature): the decoder's generation, and the vae's encoding and composites.
 CASES = (("decoder", table.DECODE), ("decoder", table.SAMPLE), ("decoder", table.SAMPLE_PNG),
-         ("vae", table.ENCODE), ("vae", table.INTERPOLATE), ("vae", table.ANALOGY))
+         ("decoder", table.LOG_PRIOR), ("vae", table.ENCODE), ("vae", table.INTERPOLATE),
+         ("vae", table.ANALOGY))
 
 
 def call_loaded(signature, inputs):
@@ -106,7 +107,8 @@ def main(argv=None):
             loaded = tf.saved_model.load(str(path))
             signature, session = loaded.signatures[name], SessionSignature(path, name)
             for batch in args.batch_size:
-                inputs = example_inputs(case, batch, rng, sizes.latent_dim, sizes.image_shape, args.steps)
+                inputs = example_inputs(case, batch, rng, sizes.latent_dim, sizes.image_shape, args.steps,
+                                        None if sizes.classes is None else len(sizes.classes))
                 paths = {"session": session, "load": functools.partial(call_loaded, signature)}
                 times = time_case(paths, inputs, args.seconds, args.warmup)
                 figures = {"model": model, "signature": name, "batch": batch}

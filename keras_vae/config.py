@@ -180,6 +180,17 @@ class TrainConfig(_DataConfig):
     likelihood: str = _option(
         "bernoulli", "reconstruction likelihood", choices=("bernoulli", "gaussian")
     )
+    conditional: bool = _option(False, "class-conditional VAE: encoder and decoder also see y, one-hot over "
+                                "the data's classes (IDX label files, TFDS 'label', class subfolders)")
+    prior: str = _option("auto", "p(z): normal = N(0, I); class = a learned Gaussian per class; vamp = the "
+                         "VampPrior of --pseudo-inputs learned pictures; auto = class with --conditional, "
+                         "else normal", choices=("auto", "normal", "class", "vamp"))
+    pseudo_inputs: int | None = _option(None, "--prior vamp: M, its pseudo-inputs, which start as the first "
+                                        "M training images of the seed's order; default 500", minimum=1)
+    objective: str = _option("elbo", "elbo, or iwae: the importance-weighted bound of --iw-samples samples "
+                             "per image", choices=("elbo", "iwae"))
+    iw_samples: int = _option(1, "--objective iwae: K, the samples per image (about K times the decoder's "
+                              "time and memory)", minimum=1)
     beta: float = _option(1.0, "weight of the KL term (beta-VAE)", minimum=0.0)
     kl_warmup_epochs: int = _option(
         0, "raise the KL weight linearly from 0 to --beta over this many epochs", minimum=0
@@ -243,6 +254,12 @@ class TrainConfig(_DataConfig):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, self.default_split(index))
 
+    @classmethod
+    def in_options(cls, message):
+        # The library's `classes` are the data's under --conditional, and None without it.
+        return super().in_options(message.replace("classes=None", "conditional=False")
+                                  .replace("`classes`", "`conditional`"))
+
     def check_resumable_from(self, saved):
         """Raises a `UserError` if the run saved with options `saved` (a dict) is another run."""
         current = json.loads(json.dumps(self.to_dict()))  # tuples as lists, as they were saved
@@ -262,7 +279,12 @@ class SampleConfig(_Config):
 
     model_dir: str = _option("saved_models/decoder", "folder holding numbered decoder versions")
     version: int | None = _option(None, "decoder version to use (default: the latest)", minimum=1)
-    n: int = _option(64, "number of images", minimum=1)
+    n: int = _option(64, "number of images (of each class asked for, for a class-conditional model)",
+                     minimum=1)
+    label: str | None = _option(
+        None, "class-conditional models: the class to draw, by index or name, or 'all' for one row per "
+        "class (the default for them)"
+    )
     seed: int = _option(0, "seed for the latent draws", minimum=0)
     out: str = _option("samples.png", "PNG file to write")
     server: str | None = _option(

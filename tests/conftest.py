@@ -191,3 +191,28 @@ def trained_server(trained_export):
     core = fake_serving.ModelServer(trained_export[0])
     yield core
     core.close()
+
+
+SHAPE, LATENT = (28, 28, 1), 4
+CLASSES = tuple(f"digit {c}" for c in range(10))
+FAMILY = {"iwae": {"objective": "iwae", "iw_samples": 3}, "vamp": {"prior": "vamp", "pseudo_inputs": 5},
+          "conditional": {"classes": CLASSES}}
+
+
+@pytest.fixture(scope="session")
+def variants(tmp_path_factory):
+    """{name: (the VAE, its export root with version 1)} of the model family's variants (FAMILY): tiny
+    untrained models, the class Gaussians set apart so that every class draws different images."""
+    from keras_vae import publish
+    from keras_vae.models import build_vae
+
+    rng = np.random.default_rng(0)
+    built = {}
+    for name, options in FAMILY.items():
+        vae = build_vae("mlp", SHAPE, latent_dim=LATENT, hidden_dim=16, seed=0, **options)
+        if vae.class_prior is not None:
+            vae.class_prior.mean.assign(3 * rng.standard_normal((len(CLASSES), LATENT)))
+        root = tmp_path_factory.mktemp(name)
+        publish(root, vae, {"config.json": '{"likelihood": "bernoulli"}\n'})
+        built[name] = vae, root
+    return built

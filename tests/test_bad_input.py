@@ -92,6 +92,9 @@ def test_batch_must_split_evenly_over_replicas(mirrored):
     ("a smaller `batch_size` or arch='mlp'", "a smaller --batch-size or --arch mlp"),
     ("train_split='test[:8000]' and image_dir=DIR", "--train-split 'test[:8000]' and --image-dir DIR"),
     ("Received: image_shape=(27, 27, 1) and k=3", "Received: image_shape=(27, 27, 1) and k=3"),  # no options
+    # A model's classes are the data's under --conditional, and None without it.
+    ("prior='class' with classes=None; pass `classes`",
+     "--prior class with --no-conditional; pass --conditional"),
 ])
 def test_the_commands_write_library_arguments_as_their_options(message, translated):
     assert TrainConfig.in_options(message) == translated

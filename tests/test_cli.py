@@ -24,12 +24,15 @@ def test_train_then_sample(idx_dir, tmp_path):
     assert config["latent_dim"] == 4 and config["data_dir"] == str(idx_dir)
     metrics = json.loads((tmp_path / "saved_models/decoder/1/metrics.json").read_text())
     assert set(metrics["final"]) >= {"loss", "reconstruction_loss", "kl_loss", "val_loss"}
+    assert metrics["bound"] == "ELBO, KL in closed form"
+    assert "Model: prior normal; loss is the negative ELBO, KL in closed form." in result.stdout
     assert matplotlib.image.imread(tmp_path / "runs/default/samples/epoch_001.png").shape[:2] == (
         242, 242)  # 64 images of 28 px in an 8x8 grid with 2 px gaps
 
     # keras.callbacks.TensorBoard's layout: training scalars in train/, validation in validation/.
     board = tmp_path / "runs/default/tensorboard"
-    assert {"epoch_loss", "epoch_kl_loss", "samples", "reconstructions"} <= _tensorboard_tags(board / "train")
+    assert {"epoch_loss", "epoch_kl_loss", "samples", "reconstructions", "bound"} <= _tensorboard_tags(
+        board / "train")
     assert {"epoch_loss", "epoch_reconstruction_loss"} <= _tensorboard_tags(board / "validation")
     assert (tmp_path / "runs/default/model.keras").is_file()
 

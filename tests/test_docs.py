@@ -111,10 +111,17 @@ def test_the_signature_table_of_serving_md_is_the_one_the_exports_use():
                   for name, servables, inputs, outputs in rows]
     assert documented == [(s.name, (s.models, s.default_of), s.input_names(), s.output_names())
                           for s in SIGNATURES]
-    for (*_, inputs, outputs), signature in zip(rows, SIGNATURES, strict=True):
+    only = "conditional models only"
+    for (_, servables, inputs, outputs), signature in zip(rows, SIGNATURES, strict=True):
+        assert (only in servables) == signature.conditional, signature.name
         for tensors, cell in ((signature.inputs, inputs), (signature.outputs, outputs)):
             for tensor in tensors:
                 assert f"`{tensor.name}` {tensor.dtype} [" in cell, (signature.name, tensor.name, cell)
+            # Each tensor's text runs up to the next tensor's name: the marker belongs to one tensor.
+            parts = {part.split("`")[1]: part for part in re.split(r"(?=`\w+` \w+ \[)", cell) if part}
+            for tensor in tensors:
+                text = parts[tensor.name]
+                assert (only in text) == tensor.conditional, (signature.name, tensor.name, text)
 
 
 def test_serving_md_names_every_signature_that_batching_refuses():
@@ -123,5 +130,5 @@ def test_serving_md_names_every_signature_that_batching_refuses():
     text = (REPO / "docs/serving.md").read_text()
     section = text.split("\n## Batching\n", 1)[1].split("\n## ", 1)[0]
     refused = {signature.name for signature in SIGNATURES if not signature.batchable}
-    assert refused == {"sample", "sample_png", "interpolate"}
+    assert refused == {"sample", "sample_png", "interpolate", "class_names"}
     assert refused <= set(re.findall(r"`(\w+)`", section))

@@ -180,7 +180,7 @@ def test_evaluate_script_end_to_end(idx_dir, tmp_path):
     for name, size in sizes.items():
         assert matplotlib.image.imread(tmp_path / "out" / name).shape[:2] == size, name
     # The samples are the exported `sample` signature's for the seed: what `sample.py --seed 0` draws.
-    png, _ = sampling.sample_local(tmp_path / "models/decoder", 64, seed=0)
+    png, *_ = sampling.sample_local(tmp_path / "models/decoder", 64, seed=0)
     np.testing.assert_array_equal(tf.io.decode_png(png).numpy(),
                                   tf.io.decode_png((tmp_path / "out/samples.png").read_bytes()).numpy())
 

@@ -27,6 +27,13 @@ LOAD_AND_RUN = textwrap.dedent("""
     x = np.load(sys.argv[3])
     out = {f"images_{n}": decoder(z=tf.constant(z[:n]))["images"].numpy() for n in (1, 7)}
     out.update({k: v.numpy() for k, v in encoder(images=tf.constant(x)).items()})
+    # A class-conditional export: n images of classes 7 and 2, and log p(z | y).
+    conditional = {m: tf.saved_model.load(sys.argv[5] + f"/{m}/1").signatures for m in ("decoder", "vae")}
+    out["sampled"] = conditional["decoder"]["sample"](n=tf.constant(3), seed=tf.constant(4, tf.int64),
+                                                      labels=tf.constant([7, 2]))["images"].numpy()
+    labels = tf.constant([0, 1, 2, 3, 4, 5, 9])
+    log_prior = conditional["vae"]["log_prior"](z=tf.constant(z[:, :4]), labels=labels)
+    out["log_prior"] = log_prior["log_prior"].numpy()
     np.savez(sys.argv[4], **out)
 """)
 
@@ -36,7 +43,7 @@ def vae():
     return build_vae("mlp", (28, 28, 1), latent_dim=6, hidden_dim=32, seed=0)
 
 
-def test_round_trip_in_a_process_without_the_project(vae, tmp_path):
+def test_round_trip_in_a_process_without_the_project(vae, variants, tmp_path):
     version = publish(tmp_path / "models", vae, {"config.json": "{}"})
     assert version == 1
     rng = np.random.default_rng(1)
@@ -47,7 +54,7 @@ def test_round_trip_in_a_process_without_the_project(vae, tmp_path):
     script.write_text(LOAD_AND_RUN)
     result = subprocess.run(
         [sys.executable, "-I", str(script), str(tmp_path / "models"), str(tmp_path / "z.npy"),
-         str(tmp_path / "x.npy"), str(tmp_path / "out.npz")],
+         str(tmp_path / "x.npy"), str(tmp_path / "out.npz"), str(variants["conditional"][1])],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -60,6 +67,11 @@ def test_round_trip_in_a_process_without_the_project(vae, tmp_path):
     np.testing.assert_allclose(out["mean"], np.asarray(mean), atol=1e-5)
     np.testing.assert_allclose(out["log_var"], np.asarray(log_var), atol=1e-5)
     assert json.loads((tmp_path / "models/decoder/1/config.json").read_text()) == {}
+    conditional = variants["conditional"][0]
+    np.testing.assert_allclose(out["sampled"], np.concatenate([conditional.sample(3, 4, 7),
+                                                               conditional.sample(3, 4, 2)]), atol=1e-6)
+    np.testing.assert_allclose(out["log_prior"], conditional.log_prior(z[:, :4], [0, 1, 2, 3, 4, 5, 9]),
+                               rtol=1e-5)
 
 
 def _saved_model_cli(*args):
@@ -101,6 +113,7 @@ def test_saved_model_cli_shows_and_runs_the_signatures(published, tiny_vae, tmp_
             (model, "logits"): ({"z": latent}, {"logits": images}),
             (model, "sample"): (n_seed, {"images": images}),
             (model, "sample_png"): (n_seed, {"png_bytes": ("DT_STRING", "()")}),
+            (model, "log_prior"): ({"z": latent}, {"log_prior": ("DT_FLOAT", "(-1)")}),
         })
     expected.update({
         ("vae", "serving_default"): ({"images": images}, codes),
@@ -215,9 +228,9 @@ def test_sample_is_deterministic_and_reconstruct_decodes_the_mean(published, tin
 
 
 def test_warmup_requests_match_the_signatures(published):
-    for model, names in (("decoder", ["serving_default", "logits", "sample", "sample_png"]),
+    for model, names in (("decoder", ["serving_default", "logits", "sample", "sample_png", "log_prior"]),
                          ("vae", ["serving_default", "decode", "logits", "sample", "sample_png", "encode",
-                                  "reconstruct", "interpolate", "analogy"])):
+                                  "reconstruct", "interpolate", "analogy", "log_prior"])):
         path = published / model / "1"
         assert (path / "assets.extra/tf_serving_warmup_requests").is_file()
         requests = exported.read_warmup(path)

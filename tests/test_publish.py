@@ -124,7 +124,7 @@ def test_a_kill_at_any_stage_leaves_earlier_versions_and_the_next_publish_intact
             # Two folders cannot be renamed at once: the decoder's version is complete and served,
             # the vae's is still staged, and the next publish finishes it.
             assert layout == {"decoder": ([1, 2], 0), "vae": ([1], 1)}
-            assert len(exported.read_warmup(root / "decoder/2")) == 4  # one request per signature
+            assert len(exported.read_warmup(root / "decoder/2")) == 5  # one request per signature
             expected_version, expected_versions = 3, [1, 2, 3]
         else:
             # Killed before anything was renamed: no version 2 anywhere; the temporary folders stay.
@@ -133,4 +133,4 @@ def test_a_kill_at_any_stage_leaves_earlier_versions_and_the_next_publish_intact
             expected_version, expected_versions = 2, [1, 2]
         assert publish(root, tiny_vae) == expected_version, stage
         assert _layout(root) == {name: (expected_versions, 0) for name in MODELS}, stage
-        assert len(exported.read_warmup(root / "vae/2")) == 9
+        assert len(exported.read_warmup(root / "vae/2")) == 10

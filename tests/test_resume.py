@@ -16,7 +16,7 @@ from test_family import VARIANTS
 from conftest import NO_TF32, REPO, run_script, synthetic_images
 from keras_vae import data
 from keras_vae.errors import TrainingDiverged
-from keras_vae.models import build_vae
+from keras_vae.models import build_vae, load_vae
 from keras_vae.training import RunBackup, Trainer
 
 ARGS = ["--epochs", "4", "--batch-size", "32", "--latent-dim", "3", "--hidden-dim", "16",
@@ -29,12 +29,14 @@ def _backup_numbers(folder):
 
 
 def _outputs(export_dir):
-    """What the exported models compute on fixed inputs: equal outputs mean equal weights."""
+    """What the exported models compute on fixed inputs (with labels, if they take them)."""
     rng = np.random.default_rng(0)
     decoder = tf.saved_model.load(str(export_dir / "decoder/1")).signatures["serving_default"]
     encoder = tf.saved_model.load(str(export_dir / "vae/1")).signatures["encode"]
-    images = decoder(z=tf.constant(rng.standard_normal((5, 3)), tf.float32))["images"].numpy()
-    mean = encoder(images=tf.constant(rng.random((5, 28, 28, 1)), tf.float32))["mean"].numpy()
+    labels = ({"labels": tf.constant([0, 1, 2, 3, 9])}
+              if "labels" in decoder.structured_input_signature[1] else {})
+    images = decoder(z=tf.constant(rng.standard_normal((5, 3)), tf.float32), **labels)["images"].numpy()
+    mean = encoder(images=tf.constant(rng.random((5, 28, 28, 1)), tf.float32), **labels)["mean"].numpy()
     return images, mean
 
 
@@ -53,6 +55,10 @@ def _assert_same_run(run_a, export_a, run_b, export_b, epochs=4, batch_size=32):
         assert record_b == pytest.approx(record_a, rel=1e-5)
     for a, b in zip(_outputs(export_a), _outputs(export_b), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    # Every variable, a learned prior's included: the exports' outputs need not depend on all of them.
+    models = [load_vae(run / "model.keras") for run in (run_a, run_b)]
+    for a, b in zip(*(model.variables for model in models), strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def kill_after_backups(args, cwd, backup_dir, backups=4):
@@ -71,7 +77,9 @@ def kill_after_backups(args, cwd, backup_dir, backups=4):
 
 
 def test_sigkill_then_rerun_matches_an_uninterrupted_run(idx_dir, tmp_path):
-    common = [*ARGS, "--data-dir", str(idx_dir)]
+    # A variant (the default model resumes in the other tests): its pseudo-inputs start from the data.
+    common = [*ARGS, "--data-dir", str(idx_dir), "--objective", "iwae", "--iw-samples", "2",
+              "--prior", "vamp", "--pseudo-inputs", "8"]
     plain = run_script("train.py", *common, "--run-dir", "a", "--export-dir", "sa", cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr[-3000:]
 
@@ -82,6 +90,9 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(idx_dir, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from the backup" in resumed.stdout
     _assert_same_run(tmp_path / "a", tmp_path / "sa", tmp_path / "b", tmp_path / "sb")
+    bound = json.loads((tmp_path / "b/metrics.json").read_text())["bound"]
+    assert bound == "IWAE bound, K=2 importance samples"
+    assert load_vae(tmp_path / "b/model.keras").vamp_prior.count == 8
 
     again = run_script("train.py", *common, "--run-dir", "b", "--export-dir", "sb", cwd=tmp_path)
     assert again.returncode == 0 and "already finished" in again.stdout
@@ -114,8 +125,8 @@ def test_damaged_backups_fall_back_or_stop(idx_dir, tmp_path):
 def test_resuming_with_other_options_is_refused(idx_dir, tmp_path):
     common = [*ARGS, "--data-dir", str(idx_dir), "--epochs", "1"]
     assert run_script("train.py", *common, cwd=tmp_path).returncode == 0
-    other = run_script("train.py", *common, "--latent-dim", "5", cwd=tmp_path)
-    assert other.returncode == 2 and "--latent-dim 3 -> 5" in other.stderr
+    other = run_script("train.py", *common, "--latent-dim", "5", "--prior", "vamp", cwd=tmp_path)
+    assert other.returncode == 2 and "--latent-dim 3 -> 5, --prior auto -> vamp" in other.stderr
 
 
 def tiny_run(tmp_path, options=None):

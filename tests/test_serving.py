@@ -169,8 +169,10 @@ def test_sample_from_a_server_writes_the_same_png_as_from_the_saved_model(publis
     sampling.sample(local)
     first = len(received)
     sampling.sample(SampleConfig(server=url, version=1, n=10, seed=3, out=str(tmp_path / "served.png")))
-    assert received[first][1:] == ("/v1/models/decoder/versions/1:predict",
-                                   {"signature_name": "sample_png", "inputs": {"n": 10, "seed": 3}})
+    assert received[-1][1:] == ("/v1/models/decoder/versions/1:predict",
+                                {"signature_name": "sample_png", "inputs": {"n": 10, "seed": 3}})
+    # Before it, the same version was asked whether it has classes (this export has none).
+    assert [request[2]["signature_name"] for request in received[first:-1]] == ["class_names"]
     assert (tmp_path / "served.png").read_bytes() == (tmp_path / "local.png").read_bytes()
     assert tf.io.decode_png((tmp_path / "served.png").read_bytes()).shape == (3 * 30 + 2, 4 * 30 + 2, 1)
     capsys.readouterr()

@@ -78,7 +78,7 @@ def test_real_server_answers_good_and_bad_requests(real_server):
     np.testing.assert_allclose(tf.io.decode_png(png).numpy() / 255.0, image_grid(images),
                                atol=0.5 / 255 + 1e-6)
     if root is not None:
-        local, _ = sampling.sample_local(root / "decoder", 3, 5)
+        local, *_ = sampling.sample_local(root / "decoder", 3, 5)
         assert png == local
     encoded = client.predict("vae", {"images": images}, row_format=True)
     latent_dim = encoded["mean"].shape[1]

@@ -1,5 +1,6 @@
 """SIGTERM and SIGINT: stop at the next execution boundary with a backup there; the rerun resumes exactly."""
 
+import json
 import os
 import re
 import signal
@@ -57,7 +58,9 @@ def signal_during_training(command, cwd, signum, when="Epoch 2/"):
 
 
 def test_a_signal_mid_run_backs_up_that_step_and_the_rerun_ends_as_an_uninterrupted_run(idx_dir, tmp_path):
-    common = [*ARGS, "--data-dir", str(idx_dir)]
+    # A class-conditional model (the default one resumes in the other tests), on the labels i % 10,
+    # with its TensorBoard reconstructions of labelled images.
+    common = [*ARGS, "--data-dir", str(idx_dir), "--conditional", "--tensorboard"]
     # The reference also runs with op determinism on: on CPU it changes nothing and must not fail.
     plain = run_script("train.py", *common, "--deterministic", "--run-dir", "a", "--export-dir", "sa",
                        cwd=tmp_path)
@@ -81,6 +84,7 @@ def test_a_signal_mid_run_backs_up_that_step_and_the_rerun_ends_as_an_uninterrup
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert f"Resuming from the backup at epoch {epoch}, step {step}." in resumed.stdout and step > 0
         _assert_same_run(tmp_path / "a", tmp_path / "sa", run, exported)
+        assert json.loads((run / "config.json").read_text())["classes"] == list("0123456789")
 
 
 def test_the_local_handler_stops_after_the_execution_it_was_running(tmp_path, monkeypatch, capsys):

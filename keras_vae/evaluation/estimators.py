@@ -65,7 +65,7 @@ def _with_labels(function, labels):
 
 
 def importance_estimator(encode, log_likelihood, k, seed=0, samples_per_call=SAMPLES_PER_CALL,
-                         log_prior=None):
+                         log_prior=None, closed_form_kl=None):
     """Builds a compiled function that evaluates a batch of images (and labels).
 
     The importance-weighted estimate (Burda et al. 2015) is
@@ -84,14 +84,19 @@ def importance_estimator(encode, log_likelihood, k, seed=0, samples_per_call=SAM
         samples_per_call: Decoder rows per call.
         log_prior: Callable z [n, latent] -> log p(z) [n] ((z, labels [n]) -> log p(z | y)), e.g. a
             model's `log_prior`; None: the prior is N(0, I), whose density is computed here.
+        closed_form_kl: Report `kl` in closed form, KL(q(z | x) || N(0, I)), for a prior known to be
+            N(0, I) whose density `log_prior` gives; None: only when `log_prior` is None.
 
     Returns:
         A function (images, labels=None) -> dict of float32 tensors: `reconstruction` [batch]
         (-log p(x | z) at one sample z ~ q), `kl` [batch] (KL(q(z | x) || N(0, I)) in closed form;
-        with `log_prior`, its one-sample Monte Carlo estimate log q(z | x) - log p(z) at that z),
+        with `log_prior` and not `closed_form_kl`, its one-sample Monte Carlo estimate
+        log q(z | x) - log p(z) at that z),
         `nll` [batch] (the importance-weighted -log p(x)) and `mean` [batch, latent] (the posterior
         means).
     """
+    if closed_form_kl is None:
+        closed_form_kl = log_prior is None
     # Separate streams, so the one-sample ELBO does not change with k.
     elbo_noise, importance_noise = tf.random.Generator.from_seed(seed).split(2)
 
@@ -120,7 +125,7 @@ def importance_estimator(encode, log_likelihood, k, seed=0, samples_per_call=SAM
         eps = elbo_noise.normal(tf.shape(mean))
         z = mean + tf.exp(0.5 * log_var) * eps
         reconstruction = -_with_labels(log_likelihood, labels)(images, z)
-        if log_prior is None:
+        if closed_form_kl:
             kl = losses.kl_divergence(mean, log_var)
         else:
             kl = _log_posterior(eps, log_var) - tf.cast(_with_labels(log_prior, labels)(z), tf.float32)

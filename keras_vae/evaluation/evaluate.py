@@ -23,17 +23,21 @@ PROGRESS_SECONDS = 10.0
 PIXELS = {"none": "grey levels", "static": "statically binarized", "dynamic": "dynamically binarized"}
 
 
-def estimate_split(estimate, images, batch_size, binarize_mode="none", seed=0):
+def estimate_split(estimate, images, batch_size, binarize_mode="none", seed=0, labels=None):
     """Runs `estimate` (see `estimators.importance_estimator`) over uint8 images in batches.
+
+    Args:
+        labels: The images' class labels [N], for the estimates of a class-conditional model.
 
     Returns:
         The per-image outputs of `estimate`, concatenated over the batches.
     """
     outputs, start, last_report = [], 0, time.perf_counter()
-    for batch in data.evaluation_dataset(images, batch_size):
+    for batch in data.evaluation_dataset(images, batch_size, labels=labels):
+        batch, *batch_labels = batch if labels is not None else (batch,)
         indices = tf.range(start, start + tf.shape(batch)[0], dtype=tf.int64)
         outputs.append({key: value.numpy() for key, value in
-                        estimate(binarize(batch, indices, binarize_mode, seed)).items()})
+                        estimate(binarize(batch, indices, binarize_mode, seed), *batch_labels).items()})
         start += len(indices)
         if time.perf_counter() - last_report > PROGRESS_SECONDS:
             print(f"  {start}/{len(images)} images", flush=True)
@@ -73,8 +77,11 @@ def summarize(outputs, image_shape):
 def format_table(results):
     """The printed report: one line per number."""
     nats, errors = results["nats_per_image"], results["standard_error"]
-    rows = [("negative ELBO (one sample)", "negative_elbo"), ("  reconstruction", "reconstruction"),
-            ("  KL", "kl"), (f"NLL, importance-weighted (k={results['k']})", "nll")]
+    conditional = results.get("conditional")
+    nll = (f"NLL -log p(x | y) (k={results['k']})" if conditional else
+           f"NLL, importance-weighted (k={results['k']})")
+    rows = [(f"negative ELBO (one sample{', given y' if conditional else ''})", "negative_elbo"),
+            ("  reconstruction", "reconstruction"), ("  KL", "kl"), (nll, "nll")]
     lines = [f"{'':40s}{'nats/image':>12s}{'± s.e.':>10s}"]
     lines += [f"{label:40s}{nats[key]:12.2f}{errors[key]:10.2f}" for label, key in rows]
     lines += [f"{'bits/dim':40s}{results['bits_per_dim']:12.4f}",
@@ -83,32 +90,46 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def _estimate(model, images, k, batch_size, binarize_mode, seed, what="The images"):
+def _estimate(model, images, k, batch_size, binarize_mode, seed, labels=None, what="The images"):
     """Per-image estimates (see `estimators.importance_estimator`) and the seconds they took.
 
+    The prior's density is the model's own `log_prior` (an export's `log_prior` signature), whatever
+    the prior; only the reported KL of a N(0, I) prior is its closed form.
+
     Raises:
-        UserError: if the images' shape is not the model's (`what` names the images).
+        UserError: if the images' shape is not the model's (`what` names the images), or the model is
+            class-conditional and there are no labels.
     """
     if tuple(images.shape[1:]) != tuple(model.image_shape):
         raise UserError(f"{what} have shape {tuple(images.shape[1:])}, but the model takes "
                         f"{tuple(model.image_shape)}; evaluate it on the data it was trained on.")
+    if getattr(model, "classes", None) is None:
+        labels = None
+    elif labels is None:
+        raise UserError(f"The model is class-conditional (classes {', '.join(model.classes)}), so it "
+                        f"evaluates -log p(x | y), which needs the class of every image: {what.lower()} "
+                        "have no labels. Evaluate it on a split with labels (TFDS `label`, IDX label "
+                        "files, class subfolders).")
     log_likelihood = estimators.decoder_log_likelihood(model.likelihood, model.decode_logits)
-    # A learned prior (class Gaussians, VampPrior) has no closed form here: the model gives its density.
-    log_prior = model.log_prior if getattr(model, "prior", "normal") != "normal" else None
-    estimate = estimators.importance_estimator(model.encode, log_likelihood, k, seed,
-                                               estimators.samples_per_call(), log_prior)
+    estimate = estimators.importance_estimator(
+        model.encode, log_likelihood, k, seed, estimators.samples_per_call(), model.log_prior,
+        closed_form_kl=getattr(model, "prior", "normal") == "normal")
     start = time.perf_counter()
-    outputs = estimate_split(estimate, images, batch_size, binarize_mode, seed)
+    outputs = estimate_split(estimate, images, batch_size, binarize_mode, seed, labels)
     return outputs, time.perf_counter() - start
 
 
-def evaluate_vae(model, images, k=1000, batch_size=100, binarize_mode="none", seed=0):
+def evaluate_vae(model, images, k=1000, batch_size=100, binarize_mode="none", seed=0, labels=None):
     """Measures how well a VAE models images: negative ELBO, importance-weighted NLL, bits/dim.
+
+    For a class-conditional model every estimate is conditioned on the images' labels: the NLL is
+    -log p(x | y).
 
     Args:
         model: A `keras_vae.Autoencoder`: a `keras_vae.VAE`, or an `ExportedVAE` (the deployed
             SavedModels).
         images: uint8 images [N, H, W, C].
+        labels: Their class indices [N], for a class-conditional model.
         k: Importance samples per image for the NLL.
         batch_size: Images per step.
         binarize_mode: "none", "static" or "dynamic" (see `keras_vae.data.binarize`).
@@ -119,11 +140,12 @@ def evaluate_vae(model, images, k=1000, batch_size=100, binarize_mode="none", se
         `bits_per_dim`, `active_units`, `posterior_mean_variance`, `k`, `seconds`, `images_per_second`.
 
     Raises:
-        UserError: if the images' shape is not the model's.
+        UserError: if the images' shape is not the model's, or a class-conditional model has no labels.
     """
-    outputs, seconds = _estimate(model, images, k, batch_size, binarize_mode, seed)
+    outputs, seconds = _estimate(model, images, k, batch_size, binarize_mode, seed, labels)
     return {**summarize(outputs, model.image_shape), "k": k, "seconds": seconds,
-            "images_per_second": len(images) / seconds}
+            "images_per_second": len(images) / seconds,
+            "conditional": getattr(model, "classes", None) is not None}
 
 
 def run(config):
@@ -138,13 +160,18 @@ def run(config):
     with data.naming_bad_pictures(
             split, then="Nothing was evaluated: replace them, and run the same command again."):
         images, labels = split.load_all()
-    print(f"Evaluating version {model.version} of {config.export_dir} ({model.likelihood} likelihood) "
-          f"on {len(images)} images of {config.split!r}, {PIXELS[config.binarize]}, k={config.k}.")
+    given = ", conditional on the labels: -log p(x | y)" if model.classes is not None else ""
+    print(f"Evaluating version {model.version} of {config.export_dir} ({model.likelihood} likelihood"
+          f"{given}) on {len(images)} images of {config.split!r}, {PIXELS[config.binarize]}, k={config.k}.")
     outputs, seconds = _estimate(model, images, config.k, config.batch_size, config.binarize, config.seed,
-                                 what=f"The images of split {config.split!r}")
+                                 labels, what=f"The images of split {config.split!r}")
+    conditional = model.classes is not None
     results = {
         "model": {"export_dir": config.export_dir, "version": model.version,
-                  "likelihood": model.likelihood, "latent_dim": model.latent_dim},
+                  "likelihood": model.likelihood, "latent_dim": model.latent_dim,
+                  "classes": None if model.classes is None else list(model.classes), "prior": model.prior},
+        # The estimates are of log p(x | y), given each image's label: not comparable with log p(x).
+        "conditional": conditional,
         "data": {"dataset": config.dataset, "data_dir": config.data_dir, "image_dir": config.image_dir,
                  "split": config.split,
                  "images": len(images), "binarize": config.binarize},

@@ -105,6 +105,12 @@ def principal_components(points, count=2):
     return (np.asarray(points, np.float64) - centre) @ axes[:count].T, explained[:count]
 
 
+def class_rows(model, columns, seed):
+    """One row per class of a class-conditional model: `model.sample(columns, seed, c)` for each class
+    c, so that a column's images come from the same noise (the served `sample` signature's grid)."""
+    return np.concatenate([np.asarray(model.sample(columns, seed, c)) for c in range(len(model.classes))])
+
+
 def write_pictures(out_dir, model, images, means, labels=None, history=None, seed=0):
     """Writes every picture of a model and returns the paths written.
 
@@ -113,26 +119,44 @@ def write_pictures(out_dir, model, images, means, labels=None, history=None, see
         model: A `keras_vae.Autoencoder`.
         images: The first evaluated images [n, H, W, C] in [0, 1] (up to IMAGES_SHOWN are shown).
         means: The posterior means [N, latent] of all evaluated images, the shown ones first.
-        labels: Optional class labels [N] to colour the latent scatter plots.
+        labels: Optional class labels [N] to colour the latent scatter plots; for a class-conditional
+            model (`model.classes`), the classes its decodings are of (needed).
         history: Optional per-epoch training metrics (`history` of metrics.json) for training_curves.png.
         seed: Seed of the prior samples: samples.png holds `model.sample(SAMPLE_COUNT, seed)`, the
-            images of the exported `sample` signature (and of `sample.py --seed`) for that seed.
+            images of the exported `sample` signature (and of `sample.py --seed`) for that seed; for a
+            class-conditional model, one row per class (`class_rows`), SAMPLE_COUNT images in all.
     """
-    out_dir, latent_dim, written, decode = Path(out_dir), means.shape[1], [], model.decode
+    out_dir, latent_dim, written = Path(out_dir), means.shape[1], []
+    classes = getattr(model, "classes", None)
+
+    def decode_of(chosen):
+        """`model.decode` with the classes `chosen` (of each latent, or one for all)."""
+        return model.decode if classes is None else lambda z: model.decode(z, chosen)
 
     def target(name):
         written.append(out_dir / name)
         return out_dir / name
 
-    save_image_grid(model.sample(SAMPLE_COUNT, seed), target("samples.png"))
+    if classes is None:
+        save_image_grid(model.sample(SAMPLE_COUNT, seed), target("samples.png"))
+    else:
+        columns = max(1, SAMPLE_COUNT // len(classes))
+        save_image_grid(class_rows(model, columns, seed), target("samples.png"), columns)
     columns = min(RECONSTRUCTION_COLUMNS, len(images))
     shown = min(RECONSTRUCTION_COUNT, len(images)) // columns * columns
-    save_image_grid(reconstruction_rows(images[:shown], np.asarray(decode(means[:shown])), columns),
-                          target("reconstructions.png"), columns)
+    chosen = None if classes is None else np.asarray(labels[:shown], np.int32)
+    reconstructions = np.asarray(decode_of(chosen)(means[:shown]))
+    save_image_grid(reconstruction_rows(images[:shown], reconstructions, columns),
+                    target("reconstructions.png"), columns)
+    # The manifold and the traversal decode with the class of the first image (the traversal's start).
+    decode = decode_of(None if classes is None else int(labels[0]))
     pairs = min(INTERPOLATION_PAIRS, len(images) // 2)
     if pairs:
         first, second = slice(0, 2 * pairs, 2), slice(1, 2 * pairs, 2)
-        rows = interpolations(decode, images[first], images[second], means[first], means[second],
+        # Each row decodes with the class of its first image.
+        chosen = None if classes is None else np.repeat(np.asarray(labels[first], np.int32),
+                                                        INTERPOLATION_STEPS)
+        rows = interpolations(decode_of(chosen), images[first], images[second], means[first], means[second],
                               INTERPOLATION_STEPS)
         save_image_grid(rows, target("interpolations.png"), INTERPOLATION_STEPS + 2)
     if latent_dim == 2:

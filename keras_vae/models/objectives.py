@@ -28,7 +28,7 @@ def check_objective(objective, iw_samples):
         raise UserError(f"iw_samples must be a whole number, at least 1. "
                         f"Received: iw_samples={iw_samples!r}.")
     if objective == "elbo" and iw_samples != 1:
-        raise UserError("iw_samples counts the importance samples of objective='iwae'; the ELBO takes "
+        raise UserError("`iw_samples` counts the importance samples of objective='iwae'; the ELBO takes "
                         f"one sample. Received: iw_samples={iw_samples} with objective='elbo'; use "
                         "objective='iwae'.")
     return objective, iw_samples

@@ -92,7 +92,7 @@ def check_prior(prior, classes, pseudo_inputs):
                         "or use prior='class'.")
     if prior != "vamp":
         if pseudo_inputs is not None:
-            raise UserError(f"pseudo_inputs counts the VampPrior's pseudo-inputs. Received: "
+            raise UserError(f"`pseudo_inputs` counts the VampPrior's pseudo-inputs. Received: "
                             f"pseudo_inputs={pseudo_inputs!r} with prior={prior!r}; use prior='vamp'.")
         return prior, None
     if pseudo_inputs is None:

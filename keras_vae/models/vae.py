@@ -86,7 +86,7 @@ class VAE(Inference, keras.Model):
                                          trainable=False, name="kl_weight")
         self.class_prior = (priors.ClassPrior(len(self.classes), self.latent_dim, name="class_prior")
                             if self.prior == "class" else None)
-        self.vamp_prior = (priors.VampPrior(pseudo_inputs, self.image_shape,
+        self.vamp_prior = (priors.VampPrior(self.pseudo_inputs, self.image_shape,
                                             None if seed is None else seed + 1, name="vamp_prior")
                            if self.prior == "vamp" else None)
         self._reconstruction = RECONSTRUCTION_LOSSES[likelihood]

@@ -15,10 +15,14 @@ from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import prediction_log_pb2
 
 from keras_vae.errors import UserError
+from keras_vae.models import priors
+from keras_vae.models.inputs import checked_labels
 from keras_vae.models.losses import RECONSTRUCTION_LOSSES
 from keras_vae.serving import signatures as table
 
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+# What the model is (`keras_vae.serving.publish.metadata`); exports before the model family have none.
+METADATA_FILE = "model.json"
 
 
 def versions(model_dir):
@@ -140,8 +144,8 @@ def _open_model(root, version):
     version = present[-1] if version is None else version
     if version in versions(root / "vae"):
         loaded, path = load_version(root / "vae", version, [s.key("vae") for s in LEGACY])
-        functions = {s: loaded.signatures[s.key("vae")] for s in table.of_model("vae").values()
-                     if s.key("vae") in loaded.signatures}
+        every = table.of_model("vae", conditional=True).values()
+        functions = {s: loaded.signatures[s.key("vae")] for s in every if s.key("vae") in loaded.signatures}
         return functions, [loaded], path
     if version not in present:
         raise UserError(f"No version {version} in {root}; present: {present}.")
@@ -151,17 +155,34 @@ def _open_model(root, version):
     return functions, [loaded for loaded, _ in parts.values()], parts["decoder"][1]
 
 
+def read_classes(version_path):
+    """The class names in a version's `model.json` (a tuple), or None: not class-conditional, or
+    exported before the model family (whose models were not)."""
+    classes = (read_json(Path(version_path) / METADATA_FILE) or {}).get("classes")
+    return None if classes is None else tuple(classes)
+
+
+def _batch(examples):
+    """The number of examples of an array or a tensor (symbolic too, in the evaluation's graphs)."""
+    return tf.shape(examples)[0]
+
+
 class ExportedVAE:
     """One exported version of a VAE, loaded as deployed (`keras_vae.Autoencoder`).
 
     Its methods run the version's serving signatures and answer as `keras_vae.VAE`'s do, with the
-    same types (float32 tensors), so pictures and evaluation take either. Everything comes from the
-    `vae` servable, one SavedModel, so encoder and decoder are always of one training (for an export
-    older than the `vae` servable: its encoder/ and decoder/ of the same version).
+    same types (float32 tensors) and the same `labels` (class indices, one for all examples or one per
+    example, for a class-conditional export), so pictures and evaluation take either. Everything comes
+    from the `vae` servable, one SavedModel, so encoder and decoder are always of one training (for an
+    export older than the `vae` servable: its encoder/ and decoder/ of the same version).
 
     Args:
         export_dir: The export root, holding vae/<version>/ (or encoder/ and decoder/<version>/).
         version: The version (default: the latest).
+
+    Attributes:
+        classes: The class names of a class-conditional export (from its model.json), else None.
+        prior: "normal", "class" or "vamp" (exports before the model family: "normal").
 
     Raises:
         UserError: when there is no export, no such version, or no likelihood in its config.json.
@@ -181,6 +202,8 @@ class ExportedVAE:
                 "train.py, which writes it."
             )
         self.history = (read_json(self.path / "metrics.json") or {}).get("history")
+        self.classes = read_classes(self.path)
+        self.prior = (read_json(self.path / METADATA_FILE) or {}).get("prior", "normal")
         # Read from the outputs: the inputs may be declared with an unknown shape (checked in the graph).
         logits = self._functions[table.LOGITS].structured_outputs[table.LOGITS.output()]
         self.image_shape = tuple(logits.shape[1:])
@@ -192,31 +215,56 @@ class ExportedVAE:
                             f"`{signature.name}` signature existed: export the model again.")
         return call(signature, self._functions[signature], **inputs)
 
-    def encode(self, images):
-        outputs = self._run(table.ENCODE, images=images)
+    def _labelled(self, signature, batch, labels, **inputs):
+        """Runs `signature` on `inputs` and, for a class-conditional export, the labels of `batch`
+        examples, checked as `keras_vae.VAE` checks them (the same messages)."""
+        labels = checked_labels(labels, self.classes, batch)
+        return self._run(signature, **inputs, **({} if labels is None else {"labels": labels}))
+
+    def encode(self, images, labels=None):
+        outputs = self._labelled(table.ENCODE, _batch(images), labels, images=images)
         return tuple(outputs[name] for name in table.ENCODE.output_names())
 
-    def decode_logits(self, z):
-        return self._run(table.LOGITS, z=z)[table.LOGITS.output()]
+    def decode_logits(self, z, labels=None):
+        return self._labelled(table.LOGITS, _batch(z), labels, z=z)[table.LOGITS.output()]
 
-    def decode(self, z):
-        return self._run(table.DECODE, z=z)[table.DECODE.output()]
+    def decode(self, z, labels=None):
+        return self._labelled(table.DECODE, _batch(z), labels, z=z)[table.DECODE.output()]
 
-    def sample(self, n, seed=None):
-        """n images of the exported `sample` signature; without a seed, one from NumPy's generator."""
+    def sample(self, n, seed=None, labels=None):
+        """n images of the exported `sample` signature, as `keras_vae.VAE.sample` draws them (labels:
+        one class for all, or one per image); without a seed, one from NumPy's generator."""
         if seed is None:
             seed = int(np.random.randint(2**31))
-        return self._run(table.SAMPLE, n=n, seed=seed)[table.SAMPLE.output()]
+        per_image = checked_labels(labels, self.classes, n)
+        if per_image is None:
+            return self._run(table.SAMPLE, n=n, seed=seed)[table.SAMPLE.output()]
+        # The signature draws n images of each asked class, image i of every class from the same
+        # noise as `VAE.sample`'s image i: image i here is image i of its own class's n.
+        asked, row = np.unique(per_image.numpy(), return_inverse=True)
+        images = self._run(table.SAMPLE, n=n, seed=seed, labels=asked)[table.SAMPLE.output()]
+        return tf.gather(images, row * n + np.arange(n))
 
-    def reconstruct(self, images):
-        return self._run(table.RECONSTRUCT, images=images)[table.RECONSTRUCT.output()]
+    def reconstruct(self, images, labels=None):
+        outputs = self._labelled(table.RECONSTRUCT, _batch(images), labels, images=images)
+        return outputs[table.RECONSTRUCT.output()]
 
-    def interpolate(self, images_a, images_b, steps):
+    def interpolate(self, images_a, images_b, steps, labels=None):
         """`keras_vae.VAE.interpolate`, by the exported `interpolate` signature."""
-        return self._run(table.INTERPOLATE, images_a=images_a, images_b=images_b,
-                         steps=steps)[table.INTERPOLATE.output()]
+        return self._labelled(table.INTERPOLATE, _batch(images_a), labels, images_a=images_a,
+                              images_b=images_b, steps=steps)[table.INTERPOLATE.output()]
 
-    def analogy(self, images_a, images_b, images_c):
+    def analogy(self, images_a, images_b, images_c, labels=None):
         """`keras_vae.VAE.analogy`, by the exported `analogy` signature."""
-        return self._run(table.ANALOGY, images_a=images_a, images_b=images_b,
-                         images_c=images_c)[table.ANALOGY.output()]
+        return self._labelled(table.ANALOGY, _batch(images_a), labels, images_a=images_a, images_b=images_b,
+                              images_c=images_c)[table.ANALOGY.output()]
+
+    def log_prior(self, z, labels=None):
+        """log p(z) (log p(z | y) with labels), float32 [batch], by the exported `log_prior` signature.
+
+        Exports before it had the N(0, I) prior, whose density is computed here.
+        """
+        if table.LOG_PRIOR not in self._functions:
+            checked_labels(labels, self.classes, _batch(z))
+            return priors.log_standard_normal(tf.convert_to_tensor(z, tf.float32))
+        return self._labelled(table.LOG_PRIOR, _batch(z), labels, z=z)[table.LOG_PRIOR.output()]

@@ -3,7 +3,8 @@
 Layout: <export_root>/decoder/<version>/ (generation only) and <export_root>/vae/<version>/ (the whole
 model), each a SavedModel with the `serve` tag (signatures in keras_vae.serving.signatures), loadable
 without this package, with a warm-up file `assets.extra/tf_serving_warmup_requests` that TensorFlow
-Serving replays before serving a version. Both get the same version number.
+Serving replays before serving a version, and `model.json`: what the model is (class names, prior,
+objective), plain JSON that readers without TensorFlow can read. Both get the same version number.
 
 TensorFlow Serving loads any all-digit folder it sees, even one still being written. So a version is
 written under a hidden name (`.tmp-<version>-<pid>`, which the server ignores), loaded back and checked
@@ -13,6 +14,7 @@ the moment it appears.
 
 import contextlib
 import fcntl
+import json
 import os
 from pathlib import Path
 
@@ -22,9 +24,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from keras_vae.errors import DiskFull, is_disk_full
 from keras_vae.files import remove, size_on_disk, staged, variables_bytes
-from keras_vae.serving.exported import WARMUP_FILE, read_warmup, versions
-from keras_vae.serving.functions import ServingModule
-from keras_vae.serving.signatures import MODELS
+from keras_vae.serving.exported import METADATA_FILE, WARMUP_FILE, read_warmup, versions
+from keras_vae.serving.functions import ServingModule, servable_layers
+from keras_vae.serving.signatures import MODELS, SAMPLE_PNG
 
 VALIDATION_TOLERANCE = 1e-5
 # Under mixed precision the graph fuses and rounds 16-bit ops otherwise than eager execution does
@@ -69,14 +71,24 @@ def _validate(path, module):
         expected = module.eager[name](**inputs)
         actual = loaded.signatures[name](**inputs)
         for key, value in expected.items():
-            if value.dtype == tf.string:  # PNG bytes: the pixels may differ by the 8-bit rounding
+            if key == SAMPLE_PNG.output():  # the pixels may differ by the 8-bit rounding
                 pixels = [tf.io.decode_png(v).numpy().astype(int) for v in (actual[key], value)]
                 agrees = pixels[0].shape == pixels[1].shape and np.abs(pixels[0] - pixels[1]).max() <= 1
+            elif value.dtype == tf.string:  # class names
+                agrees = actual[key].numpy().tolist() == value.numpy().tolist()
             else:
                 tolerance = HALF_PRECISION_TOLERANCE if module.half_precision else VALIDATION_TOLERANCE
                 agrees = np.allclose(actual[key].numpy(), value.numpy(), atol=tolerance)
             if not agrees:
                 raise RuntimeError(f"Exported {path} disagrees with the in-memory model on {name}/{key}.")
+
+
+def metadata(vae):
+    """What `model.json` says of `vae`: {"classes": its class names or None, "prior", "objective",
+    "iw_samples", "pseudo_inputs", "latent_dim", "image_shape"}."""
+    return {"classes": None if vae.classes is None else list(vae.classes), "prior": vae.prior,
+            "objective": vae.objective, "iw_samples": vae.iw_samples, "pseudo_inputs": vae.pseudo_inputs,
+            "latent_dim": int(vae.latent_dim), "image_shape": [int(size) for size in vae.image_shape]}
 
 
 def _stage(temporary, model_name, module, extra_files):
@@ -124,8 +136,7 @@ def _size_of_a_version(root, present, vae):
     """Bytes a version takes on disk: those of the latest one, or an estimate from the weights."""
     if present:
         return size_on_disk(*(root / name / str(present[-1]) for name in MODELS))
-    # The decoder's weights are in both SavedModels.
-    weights = [w for part in (vae.encoder, vae.decoder, vae.decoder) for w in part.weights]
+    weights = [w for name in MODELS for layer in servable_layers(vae, name) for w in layer.weights]
     return variables_bytes(weights) + len(MODELS) * SAVED_MODEL_OVERHEAD
 
 
@@ -135,7 +146,8 @@ def publish(export_root, vae, files=None, seed=0):
     Args:
         export_root: The export root; versions go to `decoder/` and `vae/` below it.
         vae: The `keras_vae.VAE` to export.
-        files: Optional {file name: text} written into each version folder (config, metrics).
+        files: Optional {file name: text} written into each version folder (config, metrics), beside
+            the `model.json` written here.
         seed: Seed of the example inputs used for the warm-up requests and to validate the export.
 
     Returns:
@@ -148,6 +160,7 @@ def publish(export_root, vae, files=None, seed=0):
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     modules = {name: ServingModule(vae, name, rng) for name in MODELS}
+    files = {**(files or {}), METADATA_FILE: json.dumps(metadata(vae), indent=2) + "\n"}
     try:
         with _lock(root):
             _recover(root)

@@ -77,7 +77,8 @@ class TensorBoardImages(_EveryNEpochs):
     """Logs sample and reconstruction grids to TensorBoard every `every` epochs (and after the last).
 
     Use it beside `keras.callbacks.TensorBoard`, which logs the scalars; the images go to
-    `log_dir/train`, next to its training scalars.
+    `log_dir/train`, next to its training scalars, with a text `bound` naming the bound whose
+    negative the `loss` scalars are (`VAE.bound`).
 
     Args:
         log_dir: The TensorBoard log folder.
@@ -97,6 +98,8 @@ class TensorBoardImages(_EveryNEpochs):
 
     def on_train_begin(self, logs=None):
         self._writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
+        with self._writer.as_default(step=0):
+            tf.summary.text("bound", f"loss is the negative {self.model.bound}")
 
     def on_epoch_end(self, epoch, logs=None):
         if not self._due(epoch):

@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from keras_vae import data, devices, files
+from keras_vae.data.pipelines import require_labels
 from keras_vae.data.sources import bad_picture_list
 from keras_vae.errors import DiskFull, Preempted, TrainingDiverged, UserError, WorkerLost, is_disk_full
 from keras_vae.images import to_unit_interval
@@ -26,6 +27,7 @@ from keras_vae.training.preemption import stop_on_signals
 
 RECONSTRUCTION_COUNT = 8
 SKIPPED_KEY = "skipped_pictures"  # beside the options in config.json
+CLASSES_KEY = "classes"  # the class names of a --conditional run, beside the options in config.json
 BAD_PICTURES_THEN = ("Nothing was exported. Replace them, and run the same command again (training "
                      "resumes from its last backup; after removing pictures, the split is another one: "
                      "add --restart).")
@@ -59,11 +61,31 @@ def _open_splits(config):
                         f"{val_split.image_shape}; use splits of one data set.")
     # Trainer.fit checks this too, but only after the run folder is written: fail before that.
     data.steps_per_epoch(train_split.count, config.batch_size)
+    if config.conditional:
+        _check_labels(train_split, val_split)
     return train_split, val_split, skipped
 
 
-def _check_run_dir(config, run_dir, skipped):
-    """Refuses to resume a run that was started with other options or pictures (unless --restart)."""
+def _check_labels(train_split, val_split):
+    """Raises a `UserError` unless both splits have labels of the same classes (for --conditional)."""
+    for split in (train_split, val_split):
+        try:
+            require_labels(split.classes, split.description)
+        except UserError as error:
+            raise UserError(f"{error} Or train a model that is not conditional: leave out --conditional.")
+    if val_split.classes != train_split.classes:
+        raise UserError(f"The training labels name the classes {', '.join(train_split.classes)} but the "
+                        f"validation labels {', '.join(val_split.classes)}; use splits of one data set.")
+
+
+def _classes(config, train_split):
+    """The class names of the model: the data's under --conditional, else None."""
+    return list(train_split.classes) if config.conditional else None
+
+
+def _check_run_dir(config, run_dir, skipped, classes):
+    """Refuses to resume a run that was started with other options, pictures or classes (unless
+    --restart)."""
     saved = run_dir / "config.json"
     if config.restart or not saved.exists() or not any((run_dir / "backup").glob("ckpt-*.index")):
         return
@@ -76,6 +98,10 @@ def _check_run_dir(config, run_dir, skipped):
         raise UserError(f"The pictures left out of {config.run_dir} changed since the run started (then "
                         f"{len(options.get(SKIPPED_KEY, []))}, now {len(skipped)}), so its splits are other "
                         "ones. Start it over with --restart, or choose another --run-dir.")
+    if options.get(CLASSES_KEY) != classes:
+        raise UserError(f"The classes of {config.run_dir} changed since the run started (then "
+                        f"{options.get(CLASSES_KEY)}, now {classes}), so its model is another one. Start it "
+                        "over with --restart, or choose another --run-dir.")
 
 
 def _callbacks(config, run_dir, val_split, chief):
@@ -87,10 +113,11 @@ def _callbacks(config, run_dir, val_split, chief):
         callbacks.append(SampleGrid(run_dir / "samples", config.sample_every, seed=config.seed))
     if config.tensorboard:
         log_dir = run_dir / "tensorboard"
-        originals = to_unit_interval(val_split.load_all(RECONSTRUCTION_COUNT)[0]).numpy()
+        originals, labels = val_split.load_all(RECONSTRUCTION_COUNT)
         callbacks += [keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
-                      TensorBoardImages(log_dir, originals, config.sample_every or config.epochs,
-                                        seed=config.seed)]
+                      TensorBoardImages(log_dir, to_unit_interval(originals).numpy(),
+                                        config.sample_every or config.epochs, seed=config.seed,
+                                        labels=labels if config.conditional else None)]
     return callbacks
 
 
@@ -110,22 +137,39 @@ def _save_keras_file(model, path, chief):
         raise DiskFull(path.parent, "the model file", size, "the backups are intact.") from None
 
 
-def _build(config, strategy, image_shape):
-    """The compiled VAE with its optimizer built, in the strategy's scope."""
+def _build(config, strategy, train_split):
+    """The compiled VAE of the options' variant with its optimizer built, in the strategy's scope.
+
+    A VampPrior's pseudo-inputs start as the first training images of the seed's order rather than
+    the library's grey draw, so that the mixture's components start where the data's posteriors are.
+    """
     with strategy.scope():
-        model = build_vae(config.arch, image_shape, config.latent_dim, config.hidden_dim,
-                          config.likelihood, config.beta, config.seed)
+        model = build_vae(config.arch, train_split.image_shape, config.latent_dim, config.hidden_dim,
+                          config.likelihood, config.beta, config.seed, classes=_classes(config, train_split),
+                          objective=config.objective, iw_samples=config.iw_samples,
+                          prior=None if config.prior == "auto" else config.prior,
+                          pseudo_inputs=config.pseudo_inputs)
         optimizer = make_optimizer(config.optimizer, config.learning_rate, config.mixed_precision)
         model.compile(optimizer=optimizer, jit_compile=devices.resolve_jit_compile(config.jit_compile))
         model.optimizer.build(model.trainable_variables)
+    if model.vamp_prior is not None:
+        model.vamp_prior.assign_images(_first_training_images(config, train_split, model.pseudo_inputs))
     return model
+
+
+def _first_training_images(config, train_split, count):
+    """The first `count` images [count, H, W, C] in [0, 1] that training visits (epoch 0 of the seed's
+    order, binarized as in training; repeated epochs if the split holds fewer)."""
+    source = train_split.training_source(config.batch_size, config.seed, config.binarize)
+    return to_unit_interval(next(iter(source.dataset().unbatch().batch(count))))
 
 
 def _fit(config, strategy, model, splits, run_dir, chief, backup, callbacks):
     """Trains until config.epochs, turning the ways a run can stop into their errors; returns the history."""
     train_split, val_split = splits
-    train_data = train_split.training_source(config.batch_size, config.seed, config.binarize)
-    val_dataset = val_split.evaluation_dataset(config.batch_size, config.binarize)
+    train_data = train_split.training_source(config.batch_size, config.seed, config.binarize,
+                                             labels=config.conditional)
+    val_dataset = val_split.evaluation_dataset(config.batch_size, config.binarize, labels=config.conditional)
     try:
         with (data.naming_bad_pictures(train_split, val_split, then=BAD_PICTURES_THEN),
               stop_on_signals(strategy, backup) as stop):
@@ -160,7 +204,7 @@ def _export(config, model, history, run_dir, chief, backup, skipped):
     """Saves model.keras and publishes the next version, once per run; returns the summary."""
     # The optimizer's step count proves that a resumed run neither replayed nor skipped a batch.
     summary = {"final": history[-1], "history": history, "steps": int(model.optimizer.iterations.numpy()),
-               "version": None}
+               "version": None, "bound": model.bound}
     exported = run_dir / "export.json"
     # Every worker reads this (the run folder is shared), as every worker must take part in the save.
     done = json.loads(exported.read_text()) if exported.exists() else {}
@@ -176,7 +220,8 @@ def _export(config, model, history, run_dir, chief, backup, skipped):
         return summary
     metrics_text = json.dumps(summary, indent=2) + "\n"
     (run_dir / "metrics.json").write_text(metrics_text)
-    version_files = {"config.json": _config_text(config, skipped), "metrics.json": metrics_text}
+    version_files = {"config.json": _config_text(config, skipped, model.classes),
+                     "metrics.json": metrics_text}
     try:
         summary["version"] = publish(config.export_dir, model, version_files, seed=config.seed)
     except DiskFull as error:
@@ -186,14 +231,22 @@ def _export(config, model, history, run_dir, chief, backup, skipped):
     exported.write_text(json.dumps({"version": summary["version"], "epochs": len(history)}) + "\n")
     final = history[-1]
     print(f"Exported version {summary['version']} to {config.export_dir}/{{decoder,vae}}/; "
-          f"final val_loss {final['val_loss']:.2f} nats/image "
+          f"final val_loss {final['val_loss']:.2f} nats/image, the negative {model.bound} "
           f"(reconstruction {final['val_reconstruction_loss']:.2f}, KL {final['val_kl_loss']:.2f}).")
     return summary
 
 
-def _config_text(config, skipped):
-    """config.json: the options, and the pictures left out of the splits."""
-    return json.dumps({**config.to_dict(), SKIPPED_KEY: skipped}, indent=2) + "\n"
+def _variant(model):
+    """The model's variant, and the bound its `loss` is the negative of, for the log."""
+    classes = "" if model.classes is None else f"conditional on {len(model.classes)} classes, "
+    vamp = f" of {model.pseudo_inputs} pseudo-inputs" if model.prior == "vamp" else ""
+    return f"Model: {classes}prior {model.prior}{vamp}; loss is the negative {model.bound}."
+
+
+def _config_text(config, skipped, classes):
+    """config.json: the options, the pictures left out of the splits and the classes of a
+    --conditional run."""
+    return json.dumps({**config.to_dict(), SKIPPED_KEY: skipped, CLASSES_KEY: classes}, indent=2) + "\n"
 
 
 def train(config, callbacks=()):
@@ -224,22 +277,22 @@ def _train(config, callbacks):
     distribute.check_global_batch(config.batch_size, strategy)
     train_split, val_split, skipped = _open_splits(config)
     run_dir = Path(config.run_dir)
-    _check_run_dir(config, run_dir, skipped)
+    _check_run_dir(config, run_dir, skipped, _classes(config, train_split))
     chief = distribute.is_chief(strategy)
     # The policy in force when the layers are made sets their compute dtype.
     keras.mixed_precision.set_global_policy(
         "float32" if config.mixed_precision == "none" else f"mixed_{config.mixed_precision}"
     )
-    model = _build(config, strategy, train_split.image_shape)
+    model = _build(config, strategy, train_split)
     if chief:
         if config.restart:
             shutil.rmtree(run_dir / "backup", ignore_errors=True)
             (run_dir / "export.json").unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(_config_text(config, skipped))
+        (run_dir / "config.json").write_text(_config_text(config, skipped, model.classes))
         print(f"Training {config.arch} VAE on {train_split.count} images of shape {train_split.image_shape} "
               f"({train_split.description}), validating on {val_split.count} ({val_split.description}), "
-              f"{strategy.num_replicas_in_sync} replica(s).")
+              f"{strategy.num_replicas_in_sync} replica(s).\n{_variant(model)}")
     backup = RunBackup(run_dir / "backup", model, chief)
     history = _fit(config, strategy, model, (train_split, val_split), run_dir, chief, backup, callbacks)
     return _export(config, model, history, run_dir, chief, backup, skipped)
