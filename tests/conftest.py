@@ -216,3 +216,13 @@ def variants(tmp_path_factory):
         publish(root, vae, {"config.json": '{"likelihood": "bernoulli"}\n'})
         built[name] = vae, root
     return built
+
+
+@pytest.fixture(scope="session")
+def conditional_server(variants):
+    """A strict TensorFlow Serving fake (tests/fake_serving.py) serving the conditional variant's export."""
+    import fake_serving
+
+    core = fake_serving.ModelServer(variants["conditional"][1])
+    yield core
+    core.close()

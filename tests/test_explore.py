@@ -305,3 +305,107 @@ def test_the_command_refuses_data_of_another_shape_and_says_when_it_opens_the_pa
     assert not any("authentication" in line for line in listening_lines(ExploreConfig(), ("127.0.0.1", 8600)))
     opened = listening_lines(ExploreConfig(host="0.0.0.0"), ("0.0.0.0", 8600))
     assert any("no authentication" in line for line in opened) and "http://0.0.0.0:8600/" in opened[-1]
+
+
+# A class-conditional export: conftest's `variants["conditional"]` (ten classes "digit 0" to "digit 9",
+# whose Gaussians are set apart), with the map of the trained export's test split (labels 0 to 9).
+@pytest.fixture(scope="module")
+def conditional(variants, trained_export):
+    """(address of an explorer of the conditional export, the export loaded here, the split's images and
+    labels)."""
+    root, data = variants["conditional"][1], trained_export[1]
+    explorer = build_explorer(ExploreConfig(export_dir=str(root), data_dir=str(data), map_points=32))
+    with serving(explorer) as address:
+        yield address, ExportedVAE(root), explorer.atlas.images, explorer.atlas.labels
+
+
+def test_a_conditional_export_samples_decodes_and_moves_within_the_class_asked(conditional):
+    from conftest import CLASSES
+
+    address, model, images, labels = conditional
+    status, facts = request(address, "GET", "/api/facts")
+    assert status == 200 and facts["classes"] == list(CLASSES)
+    status, atlas = request(address, "GET", "/api/map")
+    assert status == 200 and atlas["labels"] == labels.tolist()
+    x = images.astype(np.float32) / 255.0
+    # The map: the posterior means of each image given its own class.
+    means = model.encode(x, labels)[0].numpy().astype(np.float64)
+    centre, plane = _principal_plane(means)
+    points, expected = np.asarray(atlas["points"]), (means - centre) @ plane.T
+    np.testing.assert_allclose(np.abs(points), np.abs(expected), atol=2e-3)
+
+    drawn = {}
+    for label in (3, 7):
+        status, answer = request(address, "POST", "/api/sample", {"n": 6, "seed": 2, "label": label})
+        assert status == 200
+        drawn[label] = pixels(answer["images"])
+        np.testing.assert_array_equal(drawn[label], as_pixels(model.sample(6, 2, labels=label)))
+    assert np.abs(drawn[3].astype(int) - drawn[7]).max() > 20  # the class matters
+
+    z = [0.5, -1.0, 0.25, 2.0]
+    status, answer = request(address, "POST", "/api/decode", {"z": z, "label": 4})
+    assert status == 200
+    np.testing.assert_array_equal(pixels(answer["images"]), as_pixels(model.decode(np.float32([z]), 4)))
+    status, answer = request(address, "POST", "/api/traverse", {"z": z, "basis": "latent",
+                                                               "offsets": [1, 0, -1], "label": 9})
+    assert status == 200 and answer["z"] == [1.5, -1.0, -0.75, 2.0]
+    moved = model.decode(np.float32([answer["z"]]), 9)
+    np.testing.assert_array_equal(pixels(answer["images"]), as_pixels(moved))
+    status, answer = request(address, "POST", "/api/interpolate", {"a": {"index": 2}, "b": {"index": 5},
+                                                                    "steps": 4, "label": 1})
+    assert status == 200
+    expected = model.interpolate(x[2:3], x[5:6], 4, labels=1)[0]
+    np.testing.assert_array_equal(pixels(answer["images"]), as_pixels(expected))
+
+
+def test_a_conditional_export_encodes_an_image_with_its_own_class_or_the_one_asked(conditional):
+    address, model, images, labels = conditional
+    x = images.astype(np.float32) / 255.0
+    for body, label in (({"index": 3}, int(labels[3])), ({"index": 3, "label": 8}, 8)):
+        status, answer = request(address, "POST", "/api/encode", body)
+        assert status == 200 and answer["label"] == label
+        z = model.encode(x[3:4], [label])[0]
+        np.testing.assert_allclose(answer["z"], z[0], atol=1e-6)
+        np.testing.assert_array_equal(pixels(answer["reconstruction"]), as_pixels(model.decode(z, label)))
+    upload = base64.b64encode(tf.io.encode_png(images[4]).numpy()).decode()
+    status, answer = request(address, "POST", "/api/encode", {"picture": upload, "label": 2})
+    assert status == 200 and answer["label"] == 2
+    np.testing.assert_allclose(answer["z"], model.encode(x[4:5], 2)[0][0], atol=1e-6)
+
+
+CONDITIONAL_BAD_REQUESTS = [
+    ("/api/sample", {"n": 4, "label": 10}, "label must be a whole number from 0 to 9; got 10."),
+    ("/api/sample", {"n": 4, "label": -1}, "label must be a whole number from 0 to 9; got -1."),
+    ("/api/sample", {"n": 4}, "label must be a whole number from 0 to 9; got None."),
+    ("/api/decode", {"z": [0, 0, 0, 0], "label": "digit 3"}, "label must be a whole number from 0 to 9"),
+    ("/api/traverse", {"z": [0, 0, 0, 0], "offsets": [1], "label": 12}, "label must be a whole number"),
+    ("/api/interpolate", {"a": {"index": 0}, "b": {"index": 1}, "label": 10}, "label must be a whole"),
+    ("/api/encode", {"picture": base64.b64encode(tf.io.encode_png(np.zeros((28, 28, 1), np.uint8))
+                                                 .numpy()).decode()}, "got None"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "message"), CONDITIONAL_BAD_REQUESTS)
+def test_a_conditional_export_answers_400_to_a_class_it_does_not_have(conditional, path, body, message):
+    status, answer = request(conditional[0], "POST", path, body)
+    assert status == 400 and message in answer["error"], answer
+    assert request(conditional[0], "GET", "/api/facts")[0] == 200
+
+
+def test_the_relay_reads_the_classes_of_the_served_version_and_samples_each(conditional, conditional_server,
+                                                                            trained_export):
+    from conftest import CLASSES
+
+    address, model = conditional[:2]
+    with fake_rest.rest_server(conditional_server) as (url, received):
+        explorer = build_explorer(ExploreConfig(server=url, data_dir=str(trained_export[1]), map_points=8))
+        assert ("POST", "/v1/models/vae/versions/1:predict",
+                {"inputs": {"labels": [0]}, "signature_name": "class_names"}) in received
+        assert explorer.model.classes == CLASSES
+        status, facts = explorer.answer("GET", "/api/facts")
+        assert status == 200 and facts["classes"] == list(CLASSES)
+        status, served = explorer.answer("POST", "/api/sample", {"n": 3, "seed": 5, "label": 6})
+        assert status == 200
+        np.testing.assert_allclose(pixels(served["images"]), as_pixels(model.sample(3, 5, labels=6)), atol=1)
+        status, answer = explorer.answer("POST", "/api/decode", {"z": [0, 0, 0, 0], "label": 10})
+        assert status == 400 and "label must be a whole number from 0 to 9; got 10." in answer["error"]

@@ -1,7 +1,8 @@
 """The explorer's page in a real browser: Debian's chromium, headless, driven by Selenium.
 
-One browser session visits the page twice: over the export loaded in this process and relayed to the
-strict REST fake. The test skips only where chromium is not installed and the environment variable
+One browser session visits the page three times: over the export loaded in this process, relayed to the
+strict REST fake, and over a class-conditional export (conftest's `variants`), where it picks a class.
+The test skips only where chromium is not installed and the environment variable
 KERAS_VAE_BROWSER_TEST (set by .ci/run) does not say it must run.
 """
 
@@ -64,19 +65,22 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def pages(trained_export, trained_server):
-    """{backend: the page's URL}: the export loaded here, and relayed to the strict REST fake."""
+def pages(trained_export, trained_server, variants):
+    """{backend: the page's URL}: the export loaded here, relayed to the strict REST fake, and a
+    class-conditional export loaded here."""
     root, data = trained_export
     with contextlib.ExitStack() as stack:
         url, _ = stack.enter_context(fake_rest.rest_server(trained_server))
         configs = {"export": ExploreConfig(export_dir=str(root), data_dir=str(data)),
                    "relay": ExploreConfig(server=url, export_dir=str(root), data_dir=str(data),
-                                          map_points=16)}
+                                          map_points=16),
+                   "conditional": ExploreConfig(export_dir=str(variants["conditional"][1]),
+                                                data_dir=str(data))}
         yield {name: f"http://{stack.enter_context(serving(build_explorer(config)))}/"
                for name, config in configs.items()}
 
 
-@pytest.mark.parametrize("backend", ["export", "relay"])
+@pytest.mark.parametrize("backend", ["export", "relay", "conditional"])
 def test_the_page_draws_samples_moves_with_its_sliders_and_decodes_the_map(browser, pages, backend):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -106,6 +110,18 @@ def test_the_page_draws_samples_moves_with_its_sliders_and_decodes_the_map(brows
         wait.until(lambda d, drawn=drawn: _draws(d, "map-decoded") > drawn)
         pictures.append(_picture(browser, "map-decoded"))
     assert pictures[0] != pictures[1]
+
+    picker = browser.find_element(By.ID, "label")
+    assert picker.is_displayed() == (backend == "conditional")
+    if backend == "conditional":
+        from selenium.webdriver.support.ui import Select
+
+        from conftest import CLASSES
+
+        assert [option.text for option in Select(picker).options] == list(CLASSES)
+        before, drawn = _picture(browser, "samples"), _draws(browser, "samples")
+        Select(picker).select_by_index(7 if picker.get_attribute("value") != "7" else 2)
+        wait.until(lambda d: _draws(d, "samples") > drawn and _picture(d, "samples") != before)
     assert not browser.find_element(By.ID, "error").is_displayed()
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors

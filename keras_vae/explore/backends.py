@@ -11,6 +11,7 @@ import tensorflow as tf
 from keras_vae.errors import ServingError, UserError
 from keras_vae.serving.clients import RestClient, trim_message
 from keras_vae.serving.exported import ExportedVAE, read_json, version_dir
+from keras_vae.serving.sample import served_classes
 from keras_vae.serving.sessions import PinnedSession, VersionGone, highest_available
 from keras_vae.serving.signatures import DECODE, ENCODE, INTERPOLATE, SAMPLE
 
@@ -56,7 +57,7 @@ class LocalModel:
         self.model = ExportedVAE(export_dir, version)
         self.version, self.image_shape = self.model.version, tuple(self.model.image_shape)
         self.latent_dim = int(self.model.latent_dim)
-        self.classes = getattr(self.model, "classes", None)
+        self.classes = self.model.classes
         self.source = str(self.model.path.parent.parent)
         self.facts = version_facts(self.model.path)
 
@@ -83,9 +84,9 @@ class LocalModel:
 class ServedModel:
     """The `vae` model of a TensorFlow Serving REST API, every call pinned to one version.
 
-    The image shape and latent size come from one `sample` and one `encode` call; the training facts
-    from the version's folder in `export_dir`, when this machine holds it (the folder the server
-    serves from).
+    The class names come from the version's `class_names` signature (None when it has none), the image
+    shape and latent size from one `sample` and one `encode` call; the training facts from the version's
+    folder in `export_dir`, when this machine holds it (the folder the server serves from).
 
     Args:
         url: The server's REST address.
@@ -104,10 +105,11 @@ class ServedModel:
             client.status(SERVABLE, version)  # a clear error now, not at the first slider move
         self.session = PinnedSession(client, SERVABLE, version)
         self.version, self.source = version, client.model_url(SERVABLE, version)
-        probe = self.sample(1, 0)
+        self.classes = served_classes(self.session)
+        first = None if self.classes is None else 0
+        probe = self.sample(1, 0, first)
         self.image_shape = tuple(probe.shape[1:])
-        self.latent_dim = int(self.encode(probe).shape[-1])
-        self.classes = None
+        self.latent_dim = int(self.encode(probe, None if first is None else [first]).shape[-1])
         try:
             self.facts = version_facts(version_dir(f"{export_dir}/{SERVABLE}", version))
         except UserError:
