@@ -85,8 +85,9 @@ class Explorer:
 
     def facts(self):
         model = self.model
+        classes = None if model.classes is None else list(model.classes)
         return {"version": model.version, "source": model.source, "image_shape": list(model.image_shape),
-                "latent_dim": model.latent_dim, "classes": model.classes, **model.facts,
+                "latent_dim": model.latent_dim, "classes": classes, **model.facts,
                 "map": {"split": self.split, "count": len(self.atlas.points)},
                 "sliders": self.atlas.sliders,
                 "limits": {"max_samples": self.max_samples, "max_steps": self.max_steps,
