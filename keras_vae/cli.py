@@ -65,3 +65,13 @@ def evaluate(argv=None):
     from keras_vae.evaluation.evaluate import run as body
 
     return run(body, config)
+
+
+def explore(argv=None):
+    """`keras-vae-explore` and `python explore.py`: serve a page to explore an exported or served VAE."""
+    from keras_vae.config import ExploreConfig
+
+    config = parse(ExploreConfig, argv)
+    from keras_vae.explore.run import explore as body
+
+    return run(body, config)

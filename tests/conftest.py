@@ -154,6 +154,45 @@ def fake_root(published, tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def trained_export(tmp_path_factory):
+    """(export root, IDX folder) of a small MLP VAE trained for seconds on synthetic IDX images and
+    published as version 1 with the config.json and metrics.json train.py writes; tests must not change it."""
+    import json
+
+    import keras
+
+    from keras_vae import publish
+    from keras_vae.models import build_vae
+
+    folder = tmp_path_factory.mktemp("trained")
+    data = folder / "mnist"
+    data.mkdir()
+    for prefix, count, seed in (("train", 256, 1), ("t10k", 96, 2)):
+        write_idx(data / f"{prefix}-images-idx3-ubyte.gz", synthetic_images(count, seed=seed)[..., 0], 2051)
+        write_idx(data / f"{prefix}-labels-idx1-ubyte.gz", np.arange(count) % 10, 2049)
+    vae = build_vae("mlp", (28, 28, 1), latent_dim=4, hidden_dim=32, seed=0)
+    vae.compile(optimizer=keras.optimizers.Adam(3e-3))
+    x = synthetic_images(256, seed=1).astype("float32") / 255.0
+    history = vae.fit(x, epochs=3, batch_size=64, validation_split=0.25, verbose=0).history
+    records = [{"epoch": epoch + 1, **{key: float(values[epoch]) for key, values in history.items()}}
+               for epoch in range(3)]
+    options = {"arch": "mlp", "latent_dim": 4, "hidden_dim": 32, "likelihood": "bernoulli", "epochs": 3}
+    publish(folder / "models", vae, {"config.json": json.dumps(options),
+                                     "metrics.json": json.dumps({"final": records[-1], "history": records})})
+    return folder / "models", data
+
+
+@pytest.fixture(scope="session")
+def trained_server(trained_export):
+    """A strict TensorFlow Serving fake (tests/fake_serving.py) serving `trained_export`."""
+    import fake_serving
+
+    core = fake_serving.ModelServer(trained_export[0])
+    yield core
+    core.close()
+
+
 SHAPE, LATENT = (28, 28, 1), 4
 CLASSES = tuple(f"digit {c}" for c in range(10))
 FAMILY = {"iwae": {"objective": "iwae", "iw_samples": 3}, "vamp": {"prior": "vamp", "pseudo_inputs": 5},
@@ -178,3 +217,13 @@ def variants(tmp_path_factory):
         publish(root, vae, {"config.json": '{"likelihood": "bernoulli"}\n'})
         built[name] = vae, root
     return built
+
+
+@pytest.fixture(scope="session")
+def conditional_server(variants):
+    """A strict TensorFlow Serving fake (tests/fake_serving.py) serving the conditional variant's export."""
+    import fake_serving
+
+    core = fake_serving.ModelServer(variants["conditional"][1])
+    yield core
+    core.close()

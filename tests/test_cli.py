@@ -74,7 +74,7 @@ def test_bad_options_are_rejected_before_anything_runs(tmp_path):
     _assert_user_error(run_script("train.py", "--latent-dim", "two", cwd=tmp_path), "invalid int")
 
 
-@pytest.mark.parametrize("script", ["train.py", "sample.py", "evaluate.py"])
+@pytest.mark.parametrize("script", ["train.py", "sample.py", "evaluate.py", "explore.py"])
 def test_help_lists_every_option(script, tmp_path):
     from test_docs import COMMANDS
 

@@ -5,10 +5,11 @@ import re
 import pytest
 
 from conftest import REPO
-from keras_vae.config import EvaluateConfig, SampleConfig, TrainConfig
+from keras_vae.config import EvaluateConfig, ExploreConfig, SampleConfig, TrainConfig
 
 README = (REPO / "README.md").read_text()
-COMMANDS = {"train.py": TrainConfig, "sample.py": SampleConfig, "evaluate.py": EvaluateConfig}
+COMMANDS = {"train.py": TrainConfig, "sample.py": SampleConfig, "evaluate.py": EvaluateConfig,
+            "explore.py": ExploreConfig}
 
 
 def _option_rows(command):

@@ -31,12 +31,11 @@ F = np.float32
 
 
 @pytest.fixture(scope="module")
-def conditional_served(variants):
+def conditional_served(conditional_server):
     """(REST URL and requests, gRPC target) of the strict fakes serving the conditional export."""
-    core = fake_serving.ModelServer(variants["conditional"][1])
-    with fake_rest.rest_server(core) as rest, fake_serving.grpc_server(core) as (target, _):
+    with fake_rest.rest_server(conditional_server) as rest, \
+            fake_serving.grpc_server(conditional_server) as (target, _):
         yield rest, target
-    core.close()
 
 
 def _expected(vae, signature, inputs):

@@ -81,16 +81,28 @@ def traversal(decode, base, units, steps):
     return np.asarray(decode(z.reshape(-1, len(base))))
 
 
+def principal_axes(points):
+    """The principal axes of points [N, D], by the SVD of the centred points.
+
+    Returns:
+        (the mean point [D], the axes [min(N, D), D] as unit rows, largest variance first, the
+        standard deviation along each [min(N, D)], the fraction of the variance each explains).
+    """
+    points = np.asarray(points, np.float64)
+    centre = np.mean(points, axis=0)
+    _, singular_values, axes = np.linalg.svd(points - centre, full_matrices=False)
+    explained = singular_values**2 / max(np.sum(singular_values**2), np.finfo(np.float64).tiny)
+    return centre, axes, singular_values / np.sqrt(max(len(points) - 1, 1)), explained
+
+
 def principal_components(points, count=2):
     """Projects points [N, D] on their first `count` principal axes.
 
     Returns:
         (projections [N, count], fraction of the variance each axis explains [count]).
     """
-    centred = np.asarray(points, np.float64) - np.mean(points, axis=0)
-    _, singular_values, axes = np.linalg.svd(centred, full_matrices=False)
-    explained = singular_values**2 / max(np.sum(singular_values**2), np.finfo(np.float64).tiny)
-    return centred @ axes[:count].T, explained[:count]
+    centre, axes, _, explained = principal_axes(points)
+    return (np.asarray(points, np.float64) - centre) @ axes[:count].T, explained[:count]
 
 
 def class_rows(model, columns, seed):

@@ -79,10 +79,10 @@ def sample_local(model_dir, n, seed, version=None, label=None):
 
 
 def served_classes(session):
-    """The class names of the version a `PinnedSession` of the decoder addresses, or None when it is
-    not class-conditional (it has no `class_names` signature)."""
+    """The class names of the version a `PinnedSession` (of the decoder or the vae) addresses, or None
+    when it is not class-conditional (it has no `class_names` signature)."""
     try:
-        answer = session.predict({"labels": [0]}, CLASS_NAMES.key(SERVABLE))
+        answer = session.predict({"labels": [0]}, CLASS_NAMES.key(session.model))
     except ServingError as error:
         if error.status == 400 and "not found in signature def" in (error.detail or ""):
             return None
