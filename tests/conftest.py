@@ -84,6 +84,79 @@ def run_script(script, *args, cwd, env=None, timeout=300):
     )
 
 
+def _random_state():
+    """The process-wide random state a command's `keras.utils.set_random_seed` replaces."""
+    import random
+
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+    from tensorflow.python.eager import context
+
+    eager = context.context()
+    keras_state = {name: global_state.get_global_attribute(name)
+                   for name in (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)}
+    # TensorFlow's global seed, and the generator of op seeds it starts (made by the first set_seed).
+    tf_rng = getattr(eager, "_rng", None)
+    tf_rng = tf_rng and tf_rng.getstate()
+    saved = random.getstate(), np.random.get_state(), eager._seed, tf_rng, keras_state
+
+    def restore():
+        python_state, numpy_state, tf_seed, tf_rng_state, keras_attributes = saved
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        context.set_global_seed(tf_seed)
+        if tf_rng_state is None:
+            del eager._rng
+        else:
+            eager._rng.setstate(tf_rng_state)
+        for name, value in keras_attributes.items():
+            global_state.set_global_attribute(name, value)
+
+    return restore
+
+
+@pytest.fixture
+def command(monkeypatch, capsys):
+    """Runs a script's command in this process, as the script would in a fresh one.
+
+    `command("train.py", *args, cwd=folder, env={...})` calls the script's `keras_vae.cli` function
+    with `sys.argv` and the environment set, and returns a `subprocess.CompletedProcess` of its exit
+    status (a `UserError`'s, or an option error's `SystemExit`), stdout and stderr; an exception it
+    lets through fails the test, as a traceback from the script would. It spares `run_script`'s
+    TensorFlow import where the process is not the point. The process-wide state a command sets
+    (dtype policy, random seeds, environment, working directory) is put back afterwards.
+    """
+    import subprocess
+
+    import keras
+
+    from keras_vae import cli
+
+    restore_random = _random_state()
+    policy = keras.mixed_precision.global_policy()
+    environment = dict(os.environ)
+
+    def run(script, *args, cwd, env=None):
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", [script, *args])
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        try:
+            status = getattr(cli, Path(script).stem)()
+        except SystemExit as exit_status:
+            status = exit_status.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([script, *args], status, out, err)
+
+    yield run
+    restore_random()
+    keras.mixed_precision.set_global_policy(policy)
+    os.environ.clear()
+    os.environ.update(environment)
+
+
 @pytest.fixture(scope="session")
 def tiny_vae():
     """A small untrained MLP VAE for 28x28x1 images with a 4-dimensional latent space."""

@@ -1,4 +1,8 @@
-"""Every kind of bad input stops train.py with one clear message and exit status 2, writing nothing."""
+"""Every kind of bad input stops train.py with one clear message and exit status 2, writing nothing.
+
+The command runs in this process (the `command` fixture), but for one case in a fresh one, as a user
+runs it.
+"""
 
 import gzip
 
@@ -55,12 +59,15 @@ CASES = {
 }
 
 
+IN_A_FRESH_PROCESS = "truncated file"
+
+
 def _snapshot(root):
     return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_bad_input_is_refused_cleanly(case, idx_dir, tmp_path):
+def test_bad_input_is_refused_cleanly(case, idx_dir, tmp_path, command):
     damage, extra, message = CASES[case]
     work = tmp_path / "work"
     (work / "saved_models/decoder/1").mkdir(parents=True)  # what an earlier run left
@@ -71,7 +78,8 @@ def test_bad_input_is_refused_cleanly(case, idx_dir, tmp_path):
     if damage is not None:
         damage(idx_dir)
     args = ["--epochs", "1", "--batch-size", "32", "--data-dir", str(idx_dir), *extra]
-    result = run_script("train.py", *args, cwd=work, env={"TF_CONFIG": ""} if "TF_CONFIG" in case else None)
+    runner = run_script if case == IN_A_FRESH_PROCESS else command
+    result = runner("train.py", *args, cwd=work, env={"TF_CONFIG": ""} if "TF_CONFIG" in case else None)
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
     assert _snapshot(work) == before

@@ -1,4 +1,5 @@
-"""train.py and sample.py end to end, in fresh processes, as a user runs them."""
+"""train.py and sample.py end to end, in fresh processes, as a user runs them (their user errors in this
+process where the process is not the point: the `command` fixture)."""
 
 import json
 import socket
@@ -60,9 +61,9 @@ def _assert_user_error(result, *fragments):
         assert fragment in result.stderr
 
 
-def test_missing_idx_file_is_a_clear_error(idx_dir, tmp_path):
+def test_missing_idx_file_is_a_clear_error(idx_dir, tmp_path, command):
     (idx_dir / "train-images-idx3-ubyte.gz").unlink()
-    result = run_script("train.py", *TRAIN_ARGS, "--data-dir", str(idx_dir), cwd=tmp_path)
+    result = command("train.py", *TRAIN_ARGS, "--data-dir", str(idx_dir), cwd=tmp_path)
     _assert_user_error(result, "train-images-idx3-ubyte")
     assert not (tmp_path / "saved_models").exists() and not (tmp_path / "runs").exists()
 
@@ -84,8 +85,8 @@ def test_help_lists_every_option(script, tmp_path):
         assert all(name in result.stdout for name in action.option_strings)
 
 
-def test_sample_without_an_export_says_what_to_do(tmp_path):
-    _assert_user_error(run_script("sample.py", cwd=tmp_path), "No exported model", "train.py")
+def test_sample_without_an_export_says_what_to_do(tmp_path, command):
+    _assert_user_error(command("sample.py", cwd=tmp_path), "No exported model", "train.py")
 
 
 def _network_reachable():

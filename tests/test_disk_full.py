@@ -1,4 +1,8 @@
-"""A full disk during a backup or an export: one message, exit status 3, nothing lost, rerun continues."""
+"""A full disk during a backup or an export: one message, exit status 3, nothing lost, rerun continues.
+
+train.py runs in this process (the `command` fixture): the message, the exit status and the files left
+are the point, not the process.
+"""
 
 import contextlib
 import errno
@@ -10,7 +14,6 @@ import keras
 import pytest
 import tensorflow as tf
 
-from conftest import run_script
 from keras_vae import publish
 from keras_vae.errors import DiskFull
 from keras_vae.models import build_vae
@@ -56,15 +59,15 @@ def _leftovers(folder):
     return sorted(p.name for p in folder.rglob("*") if "_temp" in p.name or p.name.startswith(".tmp-"))
 
 
-def test_full_run_folder_then_full_export_root_then_rerun_exports(idx_dir, tmp_path):
+def test_full_run_folder_then_full_export_root_then_rerun_exports(idx_dir, tmp_path, command):
     common = [*ARGS, "--data-dir", str(idx_dir), "--run-dir", "run"]
     # Room for the backups (about 320 KB each), model.keras (the same) and their staged copies.
     with _small_filesystem(tmp_path / "run", 2048) as run, _small_filesystem(tmp_path / "sm", 1024) as sm:
-        first = run_script("train.py", *common, "--epochs", "1", "--export-dir", "other", cwd=tmp_path)
+        first = command("train.py", *common, "--epochs", "1", "--export-dir", "other", cwd=tmp_path)
         assert first.returncode == 0, first.stderr[-3000:]
 
         filler = _fill(run, leave_kilobytes=100)  # less than one backup (about 320 KB)
-        full_run = run_script("train.py", *common, "--epochs", "2", "--export-dir", "sm", cwd=tmp_path)
+        full_run = command("train.py", *common, "--epochs", "2", "--export-dir", "sm", cwd=tmp_path)
         assert full_run.returncode == 3, full_run.stderr[-3000:]
         message = _error_line(full_run.stderr)
         assert message.startswith(f"error: {run / 'backup'} is full")
@@ -76,7 +79,7 @@ def test_full_run_folder_then_full_export_root_then_rerun_exports(idx_dir, tmp_p
         filler.unlink()
 
         _fill(sm, leave_kilobytes=200)  # less than one version (about 0.6 MB)
-        full_export = run_script("train.py", *common, "--epochs", "2", "--export-dir", "sm", cwd=tmp_path)
+        full_export = command("train.py", *common, "--epochs", "2", "--export-dir", "sm", cwd=tmp_path)
         assert full_export.returncode == 3, full_export.stderr[-3000:]
         assert "Resuming from the backup at epoch 2, step 0" in full_export.stdout
         message = _error_line(full_export.stderr)
@@ -87,7 +90,7 @@ def test_full_run_folder_then_full_export_root_then_rerun_exports(idx_dir, tmp_p
         assert exported.versions(sm / "decoder") == []
         (sm / "filler").unlink()
 
-        rerun = run_script("train.py", *common, "--epochs", "2", "--export-dir", "sm", cwd=tmp_path)
+        rerun = command("train.py", *common, "--epochs", "2", "--export-dir", "sm", cwd=tmp_path)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert "Resuming from the backup at epoch 3, step 0" in rerun.stdout
         assert "Epoch 2/2" not in rerun.stdout  # nothing trained again

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_script
+from conftest import synthetic_images, write_idx
 from keras_vae import publish
 from keras_vae.config import EvaluateConfig
 from keras_vae.errors import UserError
@@ -17,6 +17,7 @@ from keras_vae.evaluation import estimators, evaluate, figures
 from keras_vae.models import Autoencoder, build_vae, losses
 from keras_vae.serving import sample as sampling
 from keras_vae.serving.exported import ExportedVAE
+from keras_vae.serving.signatures import MODELS
 
 # A linear-Gaussian model: z ~ N(0, I), x | z ~ N(W z + b, s^2 I), so p(x) = N(b, W W^T + s^2 I). W has
 # orthogonal columns, which makes the exact posterior p(z | x) a Gaussian with diagonal covariance.
@@ -164,9 +165,9 @@ def _publish(root, latent_dim, likelihood="bernoulli", history=True):
     return root
 
 
-def test_evaluate_script_end_to_end(idx_dir, tmp_path):
+def test_evaluate_script_end_to_end(idx_dir, tmp_path, command):
     _publish(tmp_path / "models", latent_dim=2)
-    result = run_script("evaluate.py", "--export-dir", "models", "--data-dir", str(idx_dir),
+    result = command("evaluate.py", "--export-dir", "models", "--data-dir", str(idx_dir),
                         "--split", "test[:40]", "--k", "20", "--batch-size", "16", "--out-dir", "out",
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -205,7 +206,7 @@ def test_evaluate_binarized_gaussian_without_history(idx_dir, tmp_path):
     assert results["nats_per_image"]["nll"] < results["nats_per_image"]["negative_elbo"] + 1.0
 
 
-def test_evaluate_user_errors(idx_dir, tmp_path):
+def test_evaluate_user_errors(published, idx_dir, tmp_path):
     def run(**options):
         evaluate.run(EvaluateConfig(**{"export_dir": str(tmp_path), "data_dir": str(idx_dir),
                                        "split": "test[:8]", "k": 2, "pictures": False, **options}))
@@ -213,17 +214,19 @@ def test_evaluate_user_errors(idx_dir, tmp_path):
     with pytest.raises(UserError, match="No exported model.*`export_dir`") as error:
         run()
     assert "point --export-dir at the export root" in EvaluateConfig.in_options(str(error.value))
-    vae = build_vae("mlp", (28, 28, 1), latent_dim=2, hidden_dim=8)
-    publish(tmp_path, vae, {"config.json": "{}"})
     with pytest.raises(UserError, match="does not name the likelihood"):
-        run()
-    _publish(tmp_path, latent_dim=2)
+        run(export_dir=str(published))  # its config.json is {}
     with pytest.raises(UserError, match="No version 7"):
-        run(version=7)
-    small = build_vae("mlp", (12, 12, 1), latent_dim=2, hidden_dim=8)
-    publish(tmp_path / "small", small, {"config.json": '{"likelihood": "bernoulli"}'})
-    with pytest.raises(UserError, match=r"shape \(28, 28, 1\).*takes \(12, 12, 1\)"):
-        run(export_dir=str(tmp_path / "small"))
+        run(export_dir=str(published), version=7)
+    # A 28x28 model, copied with its likelihood named, on 12x12 images.
+    named = shutil.copytree(published, tmp_path / "named")
+    for model in MODELS:
+        (named / model / "1/config.json").write_text('{"likelihood": "bernoulli"}')
+    small = tmp_path / "small"
+    small.mkdir()
+    write_idx(small / "t10k-images-idx3-ubyte.gz", synthetic_images(8, 12, 12)[..., 0], 2051)
+    with pytest.raises(UserError, match=r"shape \(12, 12, 1\).*takes \(28, 28, 1\)"):
+        run(export_dir=str(named), data_dir=str(small))
 
 
 def test_the_exported_and_the_keras_model_answer_alike_and_the_pictures_take_either(tmp_path):

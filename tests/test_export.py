@@ -74,10 +74,33 @@ def test_round_trip_in_a_process_without_the_project(vae, variants, tmp_path):
                                rtol=1e-5)
 
 
-def _saved_model_cli(*args):
-    """Starts `saved_model_cli` (slow to start, so callers run several at once)."""
-    return subprocess.Popen(["saved_model_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+# The `main` the `saved_model_cli` script calls, once per command line, in one fresh process (each
+# would spend most of its time importing TensorFlow): prints [[stdout, exit status], ...] as JSON.
+SAVED_MODEL_CLI = textwrap.dedent("""
+    import contextlib, io, json, sys
+    from tensorflow.python.tools import saved_model_cli
+    answers = []
+    for argv in json.loads(sys.argv[1]):
+        sys.argv = ["saved_model_cli", *argv]
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            try:
+                status = saved_model_cli.main()
+            except SystemExit as exit_status:
+                status = exit_status.code
+        answers.append([out.getvalue(), status or 0])
+    print(json.dumps(answers))
+""")
+
+
+def _saved_model_cli(commands):
+    """{name: (stdout, exit status)} of `saved_model_cli` run with each of `commands` {name: argv};
+    and the process's stderr."""
+    result = subprocess.run([sys.executable, "-c", SAVED_MODEL_CLI, json.dumps(list(commands.values()))],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    answers = json.loads(result.stdout.splitlines()[-1])
+    return {name: tuple(answer) for name, answer in zip(commands, answers, strict=True)}, result.stderr
 
 
 def _signature(shown, name):
@@ -93,15 +116,14 @@ def _tensors(signature, kind):
 
 def test_saved_model_cli_shows_and_runs_the_signatures(published, tiny_vae, tmp_path):
     decoder, vae = str(published / "decoder/1"), str(published / "vae/1")
-    jobs = {
-        "show decoder": _saved_model_cli("show", "--all", "--dir", decoder),
-        "show vae": _saved_model_cli("show", "--all", "--dir", vae),
-        "sample": _saved_model_cli("run", "--dir", decoder, "--tag_set", "serve", "--signature_def",
-                                   "sample", "--input_exprs", "n=3;seed=7", "--outdir", str(tmp_path)),
-    }
-    done = {name: (job.communicate(timeout=120), job.returncode) for name, job in jobs.items()}
+    done, stderr = _saved_model_cli({
+        "show decoder": ["show", "--all", "--dir", decoder],
+        "show vae": ["show", "--all", "--dir", vae],
+        "sample": ["run", "--dir", decoder, "--tag_set", "serve", "--signature_def", "sample",
+                   "--input_exprs", "n=3;seed=7", "--outdir", str(tmp_path)],
+    })
 
-    shown = {model: done[f"show {model}"][0][0] for model in ("decoder", "vae")}
+    shown = {model: done[f"show {model}"][0] for model in ("decoder", "vae")}
     assert "MetaGraphDef with tag-set: 'serve'" in shown["decoder"]
     images, latent = ("DT_FLOAT", "(-1, 28, 28, 1)"), ("DT_FLOAT", "(-1, 4)")
     n_seed, codes = {"n": ("DT_INT32", "()"), "seed": ("DT_INT64", "()")}, {"mean": latent, "log_var": latent}
@@ -132,7 +154,7 @@ def test_saved_model_cli_shows_and_runs_the_signatures(published, tiny_vae, tmp_
         assert _tensors(signature, "outputs") == outputs, (model, name)
         assert "Method name is: tensorflow/serving/predict" in signature
 
-    assert done["sample"][1] == 0, done["sample"][0][1][-2000:]
+    assert done["sample"][1] == 0, stderr[-2000:]
     sampled = np.load(tmp_path / "images.npy")
     z = tf.random.stateless_normal([3, 4], [7, 0], alg=models.RANDOM_ALGORITHM)
     np.testing.assert_allclose(sampled, tf.sigmoid(tiny_vae.decoder(z)).numpy(), atol=1e-6)
