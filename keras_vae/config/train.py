@@ -114,9 +114,9 @@ class TrainConfig(DataConfig):
         current = json.loads(json.dumps(self.to_dict()))  # tuples as lists, as they were saved
         changed = sorted(k for k, v in saved.items() if k not in self.RESUMABLE and current.get(k, v) != v)
         if changed:
-            shown = ", ".join(f"--{k.replace('_', '-')} {shown(saved[k])} -> {shown(current[k])}"
-                              for k in changed)
+            differences = ", ".join(f"--{k.replace('_', '-')} {shown(saved[k])} -> {shown(current[k])}"
+                                    for k in changed)
             raise UserError(
-                f"{self.run_dir} holds a run with other options ({shown}). Resume it with its own "
+                f"{self.run_dir} holds a run with other options ({differences}). Resume it with its own "
                 "options, start it over with --restart, or choose another --run-dir."
             )
