@@ -126,9 +126,16 @@ class ClassPrior(keras.layers.Layer):
         any shape): the covariance is scale_tril scale_tril^T, and log_var the log of its factor's
         squared diagonal."""
         log_var = self.STEP_SCALE * ops.take(self.log_var, labels, axis=0)
+        # set_diag replaces tril's diagonal, so only its strictly lower triangle is used.
         lower = self.STEP_SCALE * tf.linalg.band_part(ops.take(self.tril, labels, axis=0), -1, 0)
-        scale = tf.linalg.set_diag(lower - tf.linalg.band_part(lower, 0, 0), ops.exp(0.5 * log_var))
+        scale = tf.linalg.set_diag(lower, ops.exp(0.5 * log_var))
         return self.STEP_SCALE * ops.take(self.mean, labels, axis=0), log_var, scale
+
+    def _factors(self, labels, like):
+        """(mean, log_var, scale_tril) of `labels`, the factor broadcast to the batch of `like` [..., D]
+        (also when one label stands for the whole batch), as the triangular solves take it."""
+        mean, log_var, scale = self.parameters(labels)
+        return mean, log_var, tf.broadcast_to(scale, tf.concat([tf.shape(like), tf.shape(like)[-1:]], 0))
 
     def assign_parameters(self, mean, log_var, tril=None):
         """Sets the parameters of every class: mean and log_var [classes, D], tril [classes, D, D]
@@ -139,9 +146,8 @@ class ClassPrior(keras.layers.Layer):
 
     def log_density(self, z, labels):
         """log p(z | y) [...] of latents z [..., D] and `labels` [...] (or broadcasting to them)."""
-        mean, log_var, scale = self.parameters(labels)
         z = ops.cast(z, "float32")
-        scale = tf.broadcast_to(scale, tf.concat([tf.shape(z), tf.shape(z)[-1:]], 0))
+        mean, log_var, scale = self._factors(labels, z)
         # The Mahalanobis distance through L^-1 (z - mean); log |L L^T| = sum of log_var.
         whitened = tf.linalg.triangular_solve(scale, (z - mean)[..., None], lower=True)[..., 0]
         return -0.5 * ops.sum(ops.square(whitened) + log_var + LOG_2PI, axis=-1)
@@ -150,8 +156,7 @@ class ClassPrior(keras.layers.Layer):
         """KL(N(mean, diag exp(log_var)) || p(z | y)) in closed form [batch], for posteriors [batch, D]:
         (tr(S^-1 diag s) + |L^-1 (mean_y - mean)|^2 - D + log |S| - sum log s) / 2 with S = L L^T."""
         mean, log_var = ops.cast(mean, "float32"), ops.cast(log_var, "float32")
-        prior_mean, prior_log_var, scale = self.parameters(labels)
-        scale = tf.broadcast_to(scale, tf.concat([tf.shape(mean), tf.shape(mean)[-1:]], 0))
+        prior_mean, prior_log_var, scale = self._factors(labels, mean)
         columns = tf.linalg.triangular_solve(scale, tf.linalg.diag(ops.exp(0.5 * log_var)), lower=True)
         offset = tf.linalg.triangular_solve(scale, (prior_mean - mean)[..., None], lower=True)[..., 0]
         return 0.5 * (ops.sum(ops.square(columns), axis=(-2, -1)) + ops.sum(ops.square(offset), axis=-1)
